@@ -1,0 +1,44 @@
+# Two set-up commands (README): `make lab` and `make test`. Both install what they need.
+SHELL := /bin/bash
+PY    := .venv/bin/python
+PIP   := .venv/bin/pip
+LAB   ?= gitea-lab-1
+
+# Debian packages the control machine needs: the engine and debootstrap for the lab, nginx for
+# `nginx -t` of rendered templates, openssl for lab certificates.
+HOST_PACKAGES := docker.io debootstrap nginx-light openssl git
+
+.PHONY: venv host-packages engine lab lab-down test test-unit test-lab test-terraform bench
+
+venv: .venv/.installed
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+host-packages:
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+engine: host-packages venv
+	$(PY) -m lab engine
+
+lab: engine
+	$(PY) -m lab up $(LAB)
+	$(PY) -m lab converge $(LAB)
+
+lab-down: venv
+	$(PY) -m lab down --all
+
+test-unit: venv
+	$(PY) -m pytest tests/unit
+
+test: engine
+	$(PY) -m pytest
+
+bench: engine
+	$(PY) tests/bench/converge.py
