@@ -1,0 +1,23 @@
+"""Take a Debian 13 host to Gitea behind HTTPS. Run: pyinfra inventories/<env>.py deploy.py
+
+Every stage is one concern under tasks/; the order matters: the engine before the stack, the
+stack's secrets before the stack, the stack before nginx proxies to it.
+"""
+
+from pyinfra import host
+
+from tasks import settings
+from tasks.base import base
+from tasks.docker import docker
+from tasks.gitea import gitea
+from tasks.nginx import nginx
+from tasks.secrets import secrets
+
+# Inventories validate before connecting; this catches `--data` overrides too, before any op runs.
+settings.validate(host.data.dict(), host=host.name)
+
+base()
+docker()
+secrets()
+gitea()
+nginx()

@@ -1,0 +1,49 @@
+"""Lab hosts: throwaway Debian 13 containers made by `python -m lab up` (see docs/lab.md).
+
+The lab differs from production only in this data: the ACME directory and its CA, the image
+references (the lab registry) and how to reach the hosts. No task has a lab-only code path.
+"""
+
+import json
+from pathlib import Path
+
+from tasks.settings import SettingsError, checked_hosts
+
+_REPO = Path(__file__).resolve().parents[1]
+_STATE = _REPO / ".lab" / "state.json"
+
+if not _STATE.exists():
+    raise SettingsError(f"no lab state at {_STATE}: run `make lab` (or `python -m lab up NAME`) first")
+
+_state = json.loads(_STATE.read_text())
+_ca_bundle = (_REPO / _state["acme_ca_bundle"]).read_text()
+
+_lab_data = {
+    "gitea_domain": "git.lab.test",
+    "gitea_admin_email": "gitadmin@lab.test",
+    "acme_email": "ops@lab.test",
+    "acme_server": "https://127.0.0.1:14000/dir",  # pebble, in each host's network namespace
+    "acme_ca_bundle": _ca_bundle,
+    "gitea_image": _state["images"]["gitea"],
+    "postgres_image": _state["images"]["postgres"],
+}
+
+lab = checked_hosts(
+    [
+        (
+            name,
+            {
+                "ssh_hostname": "127.0.0.1",
+                "ssh_port": h["ssh_port"],
+                "ssh_user": "admin",
+                "ssh_key": str(_REPO / _state["ssh_key"]),
+                "ssh_known_hosts_file": str(_REPO / h["known_hosts"]),
+                "ssh_strict_host_key_checking": "accept-new",
+                "_sudo": True,
+                **_lab_data,
+            },
+        )
+        for name, h in sorted(_state["hosts"].items())
+    ],
+    group="lab",
+)

@@ -1,0 +1,35 @@
+"""The host itself: packages the rest needs, time zone, and the administrator's hardened sshd."""
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.operations import files, server, systemd
+
+from tasks import settings
+from tasks.common import apt_install, template
+
+PACKAGES = ["ca-certificates", "curl", "openssl", "tzdata"]
+SSHD_DROP_IN = "/etc/ssh/sshd_config.d/gitea-deploy.conf"
+
+
+@deploy("Base system", data_defaults=settings.defaults("base"))
+def base():
+    apt_install(PACKAGES)
+
+    files.link(
+        name="Time zone",
+        path="/etc/localtime",
+        target=f"/usr/share/zoneinfo/{host.data.timezone}",
+    )
+
+    # cloud-init (or the lab) wrote this file with the admin port before the first deploy; the
+    # deploy owns it from then on and keeps the port, so git SSH can have port 22.
+    sshd = files.template(
+        name="Harden sshd and keep it on the admin port",
+        src=template("ssh/gitea-deploy.conf.j2"),
+        dest=SSHD_DROP_IN,
+        mode="644",
+    )
+    # A config sshd rejects must never be reloaded: the operator would be locked out.
+    server.shell(name="Check sshd configuration", commands=["sshd -t"], _if=sshd.did_change)
+    systemd.service(name="Reload sshd", service="ssh", running=True, enabled=True,
+                    reloaded=sshd.will_change)

@@ -1,0 +1,62 @@
+"""The TLS certificate: certbot's webroot method against the configured ACME directory.
+
+nginx serves /.well-known/acme-challenge/ from WEBROOT on port 80 before any certificate
+exists; certbot's own timer renews, and its deploy hook reloads nginx.
+"""
+
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.files import File
+from pyinfra.operations import files, server, systemd
+
+from tasks import settings
+from tasks.common import apt_install, template
+
+WEBROOT = "/var/www/letsencrypt"
+CA_BUNDLE = "/etc/letsencrypt/gitea-deploy-acme-ca.pem"
+TIMER_DROP_IN = "/etc/systemd/system/certbot.service.d/gitea-deploy.conf"
+
+
+def live_dir() -> str:
+    return f"/etc/letsencrypt/live/{host.data.gitea_domain}"
+
+
+def renewal_conf() -> str:
+    # A regular file (live/*.pem are symlinks, which pyinfra's File fact does not report).
+    return f"/etc/letsencrypt/renewal/{host.data.gitea_domain}.conf"
+
+
+@deploy("TLS certificate", data_defaults=settings.defaults("certbot"))
+def certificate():
+    apt_install(["certbot"])
+    files.directory(name="ACME webroot", path=WEBROOT, mode="755")
+
+    # A private ACME CA (the lab's pebble) is trusted by certbot only, never system-wide.
+    bundle = host.data.acme_ca_bundle
+    files.directory(name="certbot config", path="/etc/letsencrypt", mode="755")
+    if bundle:
+        files.put(name="ACME server's CA", src=StringIO(bundle), dest=CA_BUNDLE, mode="644")
+    else:
+        files.file(name="No private ACME CA", path=CA_BUNDLE, present=False)
+    drop_in = files.template(
+        name="certbot renewals use the same ACME CA",
+        src=template("certbot/gitea-deploy.conf.j2"),
+        dest=TIMER_DROP_IN,
+        ca_bundle=CA_BUNDLE if bundle else None,
+    )
+    systemd.daemon_reload(name="Reload systemd units", _if=drop_in.did_change)
+    systemd.service(name="Renewal timer", service="certbot.timer", running=True, enabled=True)
+
+    env = f"REQUESTS_CA_BUNDLE={CA_BUNDLE} " if bundle else ""
+    server.shell(
+        name=f"Obtain the certificate for {host.data.gitea_domain}",
+        commands=[
+            f"{env}certbot certonly --non-interactive --agree-tos --no-eff-email "
+            f"--email {host.data.acme_email} --server {host.data.acme_server} "
+            f"--webroot -w {WEBROOT} -d {host.data.gitea_domain} --cert-name {host.data.gitea_domain} "
+            "--deploy-hook 'systemctl reload nginx'"
+        ],
+        _if=lambda: not host.get_fact(File, path=renewal_conf()),
+    )

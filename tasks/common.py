@@ -1,0 +1,60 @@
+"""Helpers the task modules share: idempotent package installs, numeric ownership, facts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import FactBase
+from pyinfra.facts.deb import DebPackages
+from pyinfra.operations import apt, files, server
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def template(name: str) -> str:
+    """Path of templates/<concern>/<file>.j2 (named after the file it becomes)."""
+    return str(REPO / "templates" / name)
+
+
+def apt_install(packages: list[str]) -> None:
+    """Install Debian packages, refreshing the index only when one is missing.
+
+    `apt.packages(update=True)` would run `apt-get update` on every deploy and break the
+    zero-changes guarantee scheduled redeploys rely on.
+    """
+    installed = host.get_fact(DebPackages) or {}
+    missing = [p for p in packages if p not in installed]
+    apt.packages(
+        name=f"Install {', '.join(packages)}",
+        packages=packages,
+        update=bool(missing),
+        _env={"DEBIAN_FRONTEND": "noninteractive"},
+    )
+
+
+class NumericOwner(FactBase):
+    """`uid:gid` of a path, by number: container uids often have no name on the host, and
+    pyinfra's name-based ownership checks then never settle ("UNKNOWN" != "999")."""
+
+    def command(self, path: str) -> str:
+        return f"stat -c '%u:%g' {path} 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> str | None:
+        return output[0].strip() if output and output[0].strip() else None
+
+
+def owned_directory(path: str, uid: int, gid: int, mode: str) -> None:
+    """A directory owned by a container's uid/gid (by number), with this mode."""
+    files.directory(name=f"Directory {path}", path=path, mode=mode)
+    chown(path, uid, gid)
+
+
+def chown(path: str, uid: int, gid: int) -> None:
+    wanted = f"{uid}:{gid}"
+    server.shell(
+        name=f"Own {path} by {wanted}",
+        commands=[f"chown {wanted} {path}"],
+        # Evaluated at execution time: the path may only exist once earlier ops ran.
+        _if=lambda: host.get_fact(NumericOwner, path=path) != wanted,
+    )

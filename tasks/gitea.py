@@ -1,0 +1,90 @@
+"""The Compose stack: PostgreSQL and Gitea, started healthy, plus the first administrator."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import FactBase, deploy
+from pyinfra.operations import files, server
+
+from tasks import settings
+from tasks.common import owned_directory, template
+from tasks.secrets import LAYOUT, secrets_dir
+
+SERVICES = {"db", "gitea"}
+
+
+def compose_file() -> str:
+    return f"{host.data.data_root}/compose.yaml"
+
+
+def compose(args: str) -> str:
+    return f"docker compose -f {compose_file()} {args}"
+
+
+class RunningServices(FactBase):
+    """Compose services that are running (a stopped container is drift to undo)."""
+
+    def command(self, compose_cmd: str) -> str:
+        return f"{compose_cmd} 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> set[str]:
+        return {line.strip() for line in output if line.strip()}
+
+
+class GiteaAdmins(FactBase):
+    """Usernames of Gitea's administrators, asked through Gitea's own CLI."""
+
+    def command(self, compose_cmd: str) -> str:
+        return f"{compose_cmd} 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> list[str]:
+        # Gitea prints a tab-separated table: ID, Username, Email, IsActive, IsAdmin, 2FA
+        rows = [line.split() for line in output[1:]]
+        return [row[1] for row in rows if len(row) > 1]
+
+
+@deploy("Gitea stack", data_defaults=settings.defaults("gitea"))
+def gitea():
+    root = host.data.data_root
+    uid, pg_uid = host.data.gitea_uid, host.data.postgres_uid
+    owned_directory(f"{root}/gitea", uid, uid, "750")
+    owned_directory(f"{root}/gitea/data", uid, uid, "750")
+    # app.ini ends up holding values read from the __FILE secrets: keep it owner-only.
+    owned_directory(f"{root}/gitea/config", uid, uid, "700")
+    owned_directory(f"{root}/postgres", pg_uid, pg_uid, "700")
+
+    stack = files.template(
+        name="Compose file",
+        src=template("gitea/compose.yaml.j2"),
+        dest=compose_file(),
+        mode="644",
+        secrets_dir=secrets_dir(),
+        secret_names=sorted(LAYOUT),
+    )
+
+    # `up` recreates only the services whose definition changed; --wait returns once both are
+    # healthy (Gitea's /api/healthz passes), so the admin step below can talk to it.
+    running = compose("ps --status running --services")
+    server.shell(
+        name="Start the stack (healthy)",
+        commands=[compose("up -d --wait --wait-timeout 300 --remove-orphans")],
+        _if=lambda: stack.did_change() or host.get_fact(RunningServices, compose_cmd=running) != SERVICES,
+    )
+
+    admin = host.data.gitea_admin_username
+    password_file = f"{secrets_dir()}/admin_password"
+    # --random-password keeps the password off every command line; it is taken from the output
+    # into a root-only file that the runbook tells the operator to read once.
+    server.shell(
+        name=f"Create the first administrator {admin}",
+        commands=[
+            "set -o pipefail; umask 077; "
+            + "out=$(" + compose(
+                f"exec -T gitea gitea admin user create --username {admin} "
+                f"--email {host.data.gitea_admin_email} --admin --random-password --must-change-password"
+            ) + ") && printf '%s\\n' \"$out\" | sed -n \"s/^generated random password is '\\(.*\\)'$/\\1/p\" "
+            f"> {password_file} && test -s {password_file}"
+        ],
+        _if=lambda: admin not in host.get_fact(
+            GiteaAdmins, compose_cmd=compose("exec -T gitea gitea admin user list --admin")),
+    )

@@ -1,0 +1,46 @@
+"""Secrets generated once on the host, never regenerated and never in the repo.
+
+They live in one directory under the data root (so backups and a replacement instance keep them:
+losing SECRET_KEY kills every 2FA secret). Containers read them through `__FILE` variables and
+POSTGRES_PASSWORD_FILE, so no value shows in `docker inspect`, the compose file or a process list.
+"""
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.files import File
+from pyinfra.operations import files, server
+
+from tasks import settings
+from tasks.common import chown
+
+# name -> (owner, group, mode). Ownership is by container uid: PostgreSQL reads db_password as
+# its owner, Gitea (uid/gid 1000 in the rootless image) through the group bit.
+LAYOUT = {
+    "db_password": ("postgres_uid", "gitea_uid", "440"),
+    "secret_key": ("gitea_uid", "gitea_uid", "400"),
+    "internal_token": ("gitea_uid", "gitea_uid", "400"),
+    "jwt_secret": ("gitea_uid", "gitea_uid", "400"),
+    "lfs_jwt_secret": ("gitea_uid", "gitea_uid", "400"),
+    "metrics_token": ("gitea_uid", "gitea_uid", "400"),
+}
+
+
+def secrets_dir() -> str:
+    return f"{host.data.data_root}/secrets"
+
+
+@deploy("Secrets", data_defaults=settings.defaults("gitea"))
+def secrets():
+    files.directory(name="Data root", path=host.data.data_root, user="root", group="root", mode="755")
+    files.directory(name="Secrets directory", path=secrets_dir(), user="root", group="root", mode="700")
+
+    for name, (owner, group, mode) in LAYOUT.items():
+        path = f"{secrets_dir()}/{name}"
+        server.shell(
+            name=f"Generate {name} once",
+            # 32 random bytes, base64url without padding: the format Gitea's JWT secrets need.
+            commands=[f"umask 077; openssl rand 32 | basenc --base64url | tr -d '=\\n' > {path}"],
+            _if=lambda path=path: not host.get_fact(File, path=path),
+        )
+        files.file(name=f"Mode of {name}", path=path, mode=mode)
+        chown(path, host.data[owner], host.data[group])

@@ -1,0 +1,79 @@
+"""Templates render with every key defined (StrictUndefined, as pyinfra renders them) and say
+what the deploy promises: no secret values, loopback-only Gitea HTTP, Mozilla TLS, HSTS."""
+
+
+import json
+import re
+
+import jinja2
+import pytest
+import yaml
+
+from tasks.secrets import LAYOUT
+from tests.unit.render import render
+
+
+def test_compose_file_has_no_secret_values_and_binds_http_to_loopback():
+    compose = yaml.safe_load(render("gitea/compose.yaml.j2"))
+    db, gitea = compose["services"]["db"], compose["services"]["gitea"]
+    assert "ports" not in db  # PostgreSQL is never published
+    assert gitea["ports"] == ["127.0.0.1:3000:3000", "22:2222"]
+    assert db["image"] == "docker.io/library/postgres:17.6-trixie"
+    assert gitea["depends_on"]["db"]["condition"] == "service_healthy"
+    assert "/api/healthz" in " ".join(gitea["healthcheck"]["test"])
+    env = gitea["environment"]
+    assert env["GITEA__server__ROOT_URL"] == "https://git.example.com/"
+    assert env["GITEA__service__DISABLE_REGISTRATION"] == "true"
+    # Secrets only ever as file paths
+    for key, value in {**env, **db["environment"]}.items():
+        if re.search(r"(PASSWD|PASSWORD|SECRET|TOKEN)(_FILE)?$", key):
+            assert key.endswith("_FILE") and value.startswith("/run/secrets/"), key
+    assert set(compose["secrets"]) == set(LAYOUT)
+    assert all(s["file"].startswith("/srv/gitea/secrets/") for s in compose["secrets"].values())
+
+
+def test_daemon_json_rotates_logs_and_keeps_containers_on_restart():
+    daemon = json.loads(render("docker/daemon.json.j2"))
+    assert daemon["log-opts"] == {"max-size": "10m", "max-file": "3"}
+    assert daemon["live-restore"] is True
+
+
+def test_sshd_drop_in_keeps_admin_port_and_hardens():
+    conf = render("ssh/gitea-deploy.conf.j2", admin_ssh_port=2200)
+    lines = {line.split()[0]: line.split()[1] for line in conf.splitlines() if line and not line.startswith("#")}
+    assert lines["Port"] == "2200"
+    assert lines["PermitRootLogin"] == "no"
+    assert lines["PasswordAuthentication"] == "no"
+
+
+def test_https_vhost_proxies_without_uri_and_hides_metrics():
+    conf = render("nginx/gitea-https.conf.j2", cert_dir="/c", tls_snippet="/s.conf")
+    assert "proxy_pass http://127.0.0.1:3000;" in conf
+    assert "location = /metrics" in conf
+    assert "client_max_body_size 512M;" in conf
+    assert "server_name git.example.com;" in conf
+    assert "server_tokens off;" in conf
+
+
+def test_http_vhost_redirects_to_configured_name_not_host_header():
+    conf = render("nginx/gitea-http.conf.j2", webroot="/var/www/letsencrypt")
+    assert "return 301 https://git.example.com$request_uri;" in conf
+    assert "/.well-known/acme-challenge/" in conf
+
+
+def test_tls_snippet_is_mozilla_intermediate():
+    conf = render("nginx/gitea-tls.conf.j2")
+    assert "ssl_protocols TLSv1.2 TLSv1.3;" in conf
+    assert "ssl_prefer_server_ciphers off;" in conf
+    assert 'Strict-Transport-Security "max-age=63072000" always' in conf
+    assert "ssl_stapling" not in conf
+
+
+def test_certbot_drop_in_only_sets_ca_when_given():
+    assert "REQUESTS_CA_BUNDLE=/x.pem" in render("certbot/gitea-deploy.conf.j2", ca_bundle="/x.pem")
+    assert "REQUESTS_CA_BUNDLE" not in render("certbot/gitea-deploy.conf.j2", ca_bundle=None)
+
+
+def test_undefined_variable_is_an_error():
+    with pytest.raises(jinja2.UndefinedError):
+        render("nginx/gitea-https.conf.j2")  # cert_dir and tls_snippet missing
