@@ -43,4 +43,4 @@ def secrets():
             _if=lambda path=path: not host.get_fact(File, path=path),
         )
         files.file(name=f"Mode of {name}", path=path, mode=mode)
-        chown(path, host.data[owner], host.data[group])
+        chown(path, host.data.get(owner), host.data.get(group))
