@@ -33,8 +33,11 @@ lab = checked_hosts(
         (
             name,
             {
-                "ssh_hostname": "127.0.0.1",
-                "ssh_port": h["ssh_port"],
+                # The host's own address on the lab network, as an EC2 instance's public IP:
+                # outside checks (tests/host) reach exactly what the internet would.
+                "ssh_hostname": h["ip"],
+                "ssh_port": h.get("admin_ssh_port", 2222),
+                "admin_ssh_port": h.get("admin_ssh_port", 2222),
                 "ssh_user": "admin",
                 "ssh_key": str(_REPO / _state["ssh_key"]),
                 "ssh_known_hosts_file": str(_REPO / h["known_hosts"]),

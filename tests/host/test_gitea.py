@@ -1,0 +1,53 @@
+"""tasks/gitea.py: the Compose stack runs healthy, bound where it should be, with its admin."""
+
+import json
+
+
+def test_both_services_running_and_healthy(target):
+    ps = [json.loads(line) for line in target.compose("ps --format json").stdout.splitlines() if line.strip()]
+    if len(ps) == 1 and isinstance(ps[0], list):  # older compose prints one JSON array
+        ps = ps[0]
+    state = {c["Service"]: (c["State"], c.get("Health", "")) for c in ps}
+    assert state == {"db": ("running", "healthy"), "gitea": ("running", "healthy")}
+
+
+def test_images_are_the_pinned_ones(target):
+    images = set(target.compose("config --images").stdout.split())
+    assert images == {target.data["gitea_image"], target.data["postgres_image"]}
+
+
+def test_published_ports(target):
+    ports = target.sudo("docker ps --format '{{.Names}} {{.Ports}}'").stdout
+    lines = dict(line.split(" ", 1) if " " in line else (line, "") for line in ports.splitlines())
+    db = next(v for k, v in lines.items() if k.endswith("db-1"))
+    gitea = next(v for k, v in lines.items() if k.endswith("gitea-1"))
+    assert "->" not in db  # PostgreSQL is never published
+    assert f"127.0.0.1:{target.data['gitea_http_port']}->3000/tcp" in gitea
+    assert f"0.0.0.0:{target.data['git_ssh_port']}->2222/tcp" in gitea
+    assert "0.0.0.0:3000" not in gitea
+
+
+def test_healthz_on_loopback_passes(target):
+    out = target.sudo(f"curl -fsS http://127.0.0.1:{target.data['gitea_http_port']}/api/healthz").stdout
+    assert json.loads(out)["status"] == "pass"
+
+
+def test_first_admin_exists(target):
+    out = target.compose("exec -T gitea gitea admin user list --admin").stdout
+    assert target.data["gitea_admin_username"] in out.split()
+
+
+def test_data_directories_owned_by_container_uids(target):
+    root = target.data["data_root"]
+    expect = {
+        f"{root}/gitea/data": f"{target.data['gitea_uid']} 750",
+        f"{root}/gitea/config": f"{target.data['gitea_uid']} 700",
+        f"{root}/postgres": f"{target.data['postgres_uid']} 700",
+    }
+    for path, owner_mode in expect.items():
+        assert target.sudo(f"stat -c '%u %a' {path}").stdout.strip() == owner_mode, path
+
+
+def test_git_ssh_port_is_gitea(target):
+    banner = target.sudo(f"timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{target.data['git_ssh_port']}; head -c 64 <&3'").stdout
+    assert banner.startswith("SSH-2.0-") and "OpenSSH" not in banner
