@@ -38,7 +38,7 @@ def reload_if(*changed) -> None:
 def nginx():
     apt_install(["nginx"])
     # Debian's default site also claims port 80 as default_server.
-    default_site = files.file(name="No default site", path="/etc/nginx/sites-enabled/default", present=False)
+    default_site = files.link(name="No default site", path="/etc/nginx/sites-enabled/default", present=False)
     snippet = files.template(
         name="nginx TLS settings (Mozilla intermediate)",
         src=template("nginx/gitea-tls.conf.j2"),
