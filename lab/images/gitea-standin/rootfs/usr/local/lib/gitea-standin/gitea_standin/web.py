@@ -1,0 +1,408 @@
+"""`gitea web` of the stand-in: HTTP on [server] HTTP_ADDR:HTTP_PORT, and, with START_SSH_SERVER, a
+TCP listener on SSH_LISTEN_PORT that only sends an SSH banner (it does not speak SSH)."""
+
+import base64
+import binascii
+import datetime
+import hmac
+import html
+import ipaddress
+import json
+import os
+import signal
+import socket
+import socketserver
+import threading
+import time
+import urllib.parse
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg2
+
+from . import NAME, VERSION, log, store
+
+SSH_BANNER = b"SSH-2.0-Gitea-standin-lab\r\n"
+
+
+def _now_rfc3339():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _in_networks(ip, networks):
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    for n in networks:
+        if n == "*":
+            return True
+        try:
+            if addr in ipaddress.ip_network(n, strict=False):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "Gitea-standin-lab"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
+    settings = None  # set by serve()
+
+    # ------------------------------------------------------------ plumbing
+
+    def log_message(self, fmt, *args):  # silence the stdlib's own access log
+        pass
+
+    def remote(self):
+        """Client address as Gitea sees it: X-Real-IP / X-Forwarded-For only from trusted proxies."""
+        ip, port = self.client_address[0], self.client_address[1]
+        if _in_networks(ip, self.settings.trusted_proxies):
+            real = self.headers.get("X-Real-IP")
+            fwd = [p.strip() for p in (self.headers.get("X-Forwarded-For") or "").split(",") if p.strip()]
+            if real:
+                return real
+            if fwd:
+                limit = max(self.settings.reverse_proxy_limit, 1)
+                return fwd[-limit] if len(fwd) >= limit else fwd[0]
+        return f"{ip}:{port}"
+
+    def send(self, status, body=b"", ctype="application/json;charset=utf-8", headers=None):
+        if isinstance(body, str):
+            body = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Gitea-Standin", "lab only, not Gitea")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        self._status = status
+
+    def send_json(self, status, obj):
+        self.send(status, json.dumps(obj, separators=(",", ":")))
+
+    def api_error(self, status, message):
+        self.send_json(status, {"message": message, "url": self.settings.root_url + "api/swagger"})
+
+    def handle_one_request(self):
+        self._status = None
+        self._t0 = time.monotonic()
+        super().handle_one_request()
+        if self._status is not None:
+            ms = (time.monotonic() - self._t0) * 1000
+            phrase = HTTPStatus(self._status).phrase
+            log.info(
+                f"router: completed {self.command} {self.path} for {self.remote()}, {self._status} {phrase} in {ms:.1f}ms",
+                "HTTPRequest",
+            )
+
+    def do_GET(self):
+        self.route("GET")
+
+    def do_HEAD(self):
+        self.route("GET")
+
+    def do_POST(self):
+        self.route("POST")
+
+    def do_PUT(self):
+        self.route("PUT")
+
+    def do_DELETE(self):
+        self.route("DELETE")
+
+    def do_PATCH(self):
+        self.route("PATCH")
+
+    def route(self, method):
+        path = urllib.parse.urlsplit(self.path).path
+        try:
+            if path == "/api/healthz" and method == "GET":
+                return self.healthz()
+            if not self.settings.install_lock:
+                return self.installer_stub(path)
+            if path == "/" and method == "GET":
+                return self.home()
+            if path == "/metrics" and method == "GET" and self.settings.metrics_enabled:
+                return self.metrics()
+            if path == "/api/v1/version" and method == "GET":
+                return self.send_json(200, {"version": VERSION})
+            if path == "/api/v1/user" and method == "GET":
+                return self.api_current_user()
+            if path == "/api/v1/user/repos" and method == "POST":
+                return self.api_create_repo()
+            parts = path.split("/")
+            if len(parts) == 6 and parts[:4] == ["", "api", "v1", "repos"] and method == "GET":
+                return self.api_get_repo(urllib.parse.unquote(parts[4]), urllib.parse.unquote(parts[5]))
+            if path.startswith("/api/"):
+                return self.api_error(404, "The target couldn't be found (not implemented by the Gitea stand-in)")
+            return self.send(404, "404 Not Found (Gitea stand-in, lab only)\n", "text/plain;charset=utf-8")
+        except (psycopg2.Error, OSError) as e:
+            log.error(f"{method} {path}: " + " ".join(str(e).split()), "router")
+            return self.api_error(500, "internal server error (Gitea stand-in)")
+
+    # ------------------------------------------------------------ pages
+
+    def home(self):
+        title = html.escape(NAME)
+        body = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
+<body><h1>{title}</h1>
+<p>This is <strong>not Gitea</strong>. It is a lab-only stand-in (version {html.escape(VERSION)}) that answers
+a few of Gitea's endpoints so the deployment can be tested where Gitea itself cannot be obtained.</p>
+<p>It has no user interface and does not serve git over HTTP or SSH.</p>
+</body></html>
+"""
+        self.send(200, body, "text/html;charset=utf-8")
+
+    def installer_stub(self, path):
+        if path == "/":
+            self.send(200, f"<!DOCTYPE html><title>{html.escape(NAME)}: installation</title>"
+                      "<p>INSTALL_LOCK is not set: Gitea would show its installer here. "
+                      "The stand-in has no installer; set [security] INSTALL_LOCK = true.</p>\n",
+                      "text/html;charset=utf-8")
+        else:
+            self.send(404, "404 Not Found (installation stage)\n", "text/plain;charset=utf-8")
+
+    # ------------------------------------------------------------ health and metrics
+
+    def healthz(self):
+        if not self.settings.install_lock:
+            # Gitea's install-stage answer: pass, no checks
+            return self._health({"status": "pass", "description": "Gitea: Installation stage"})
+        db = {"status": "pass", "time": _now_rfc3339()}
+        try:
+            store.ping(self.settings)
+        except psycopg2.Error as e:
+            db = {"status": "fail", "time": _now_rfc3339()}
+            log.error("database ping failed with error: " + " ".join(str(e).split()), "healthcheck")
+        cache = {"status": "pass", "time": _now_rfc3339()}
+        status = "pass" if db["status"] == "pass" else "fail"
+        # key order and the indent are Gitea's (Go's json.MarshalIndent of its struct/map)
+        self._health({"status": status, "description": "Gitea: Git with a cup of tea",
+                      "checks": {"cache:ping": [cache], "database:ping": [db]}})
+
+    def _health(self, payload):
+        code = 200 if payload["status"] in ("pass", "warn") else 424
+        self.send(code, json.dumps(payload, indent=2), "application/json")
+
+    def metrics(self):
+        token = self.settings.metrics_token
+        if token:
+            got = (self.headers.get("Authorization") or "").encode()
+            if not hmac.compare_digest(got, f"Bearer {token}".encode()):
+                return self.send(401, "\n", "text/plain; charset=utf-8")
+        conn = store.connect(self.settings)
+        try:
+            users, repos, orgs = store.count_users(conn), store.count_repos(conn), store.count_orgs(conn)
+        finally:
+            conn.close()
+        lines = []
+        for name, help_text, value in (
+            ("gitea_organizations", "Number of Organizations", orgs),
+            ("gitea_repositories", "Number of Repositories", repos),
+            ("gitea_users", "Number of Users", users),
+        ):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {value}"]
+        self.send(200, "\n".join(lines) + "\n", "text/plain; version=0.0.4; charset=utf-8")
+
+    # ------------------------------------------------------------ API
+
+    def authenticate(self):
+        """Basic auth like Gitea's API; returns the user row, or None after answering the request."""
+        header = self.headers.get("Authorization") or ""
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "basic":
+            self.api_error(401, "token is required")
+            return None
+        try:
+            username, _, password = base64.b64decode(value.strip()).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            self.api_error(401, "invalid basic auth header")
+            return None
+        conn = store.connect(self.settings)
+        try:
+            user = store.get_user(conn, username)
+        finally:
+            conn.close()
+        if user is None or not store.check_password(user, password):
+            reason = "user does not exist" if user is None else "user's password is invalid"
+            # the line shape fail2ban's gitea filter matches
+            log.warn(f"Failed authentication attempt for {username} from {self.remote()}: {reason}", "auth")
+            self.api_error(401, f"{reason} [name: {username}]")
+            return None
+        if not user["is_active"]:
+            self.api_error(403, "This account is not activated.")
+            return None
+        if user["must_change_password"]:
+            self.api_error(403, "You must change your password. Change it at: "
+                           + self.settings.root_url + "user/change_password")
+            return None
+        return user
+
+    def read_json(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            return json.loads(raw or b"{}")
+        except ValueError:
+            return None
+
+    def user_json(self, u):
+        return {"id": u["id"], "login": u["name"], "username": u["name"], "email": u["email"],
+                "is_admin": u["is_admin"], "active": u["is_active"]}
+
+    def repo_json(self, r, owner):
+        s = self.settings
+        full = f"{r['owner_name']}/{r['name']}"
+        qfull = f"{urllib.parse.quote(r['owner_name'])}/{urllib.parse.quote(r['name'])}"
+        if s.ssh_port != 22:
+            ssh_url = f"ssh://{s.ssh_user}@{s.ssh_domain}:{s.ssh_port}/{qfull}.git"
+        else:
+            ssh_url = f"{s.ssh_user}@{s.ssh_domain}:{qfull}.git"
+        created = datetime.datetime.fromtimestamp(r["created_unix"], datetime.timezone.utc).isoformat()
+        return {
+            "id": r["id"], "owner": self.user_json(owner) if owner else {"login": r["owner_name"]},
+            "name": r["name"], "full_name": full, "description": r["description"],
+            "empty": True, "private": r["is_private"], "fork": False,
+            "html_url": s.root_url + qfull, "clone_url": s.root_url + qfull + ".git", "ssh_url": ssh_url,
+            "default_branch": r["default_branch"], "created_at": created, "updated_at": created,
+        }
+
+    def api_current_user(self):
+        user = self.authenticate()
+        if user:
+            self.send_json(200, self.user_json(user))
+
+    def api_create_repo(self):
+        user = self.authenticate()
+        if not user:
+            return
+        body = self.read_json()
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+            return self.api_error(422, "[Name]: Required")
+        conn = store.connect(self.settings)
+        try:
+            try:
+                repo = store.create_repo(conn, self.settings, user, body["name"],
+                                         body.get("description") or "", body.get("private", False))
+            except store.StoreError as e:
+                status = 409 if "already exists" in str(e) else 422
+                return self.api_error(status, str(e))
+        finally:
+            conn.close()
+        log.info(f"created repository {user['name']}/{repo['name']}", "repo")
+        self.send_json(201, self.repo_json(repo, user))
+
+    def api_get_repo(self, owner_name, name):
+        viewer = None
+        if self.headers.get("Authorization"):
+            viewer = self.authenticate()
+            if viewer is None:
+                return
+        elif self.settings.require_signin_view:
+            return self.api_error(401, "token is required")
+        conn = store.connect(self.settings)
+        try:
+            repo = store.get_repo(conn, owner_name, name)
+            owner = store.get_user(conn, repo["owner_name"]) if repo else None
+        finally:
+            conn.close()
+        if repo is None or (repo["is_private"] and not (viewer and (viewer["id"] == repo["owner_id"] or viewer["is_admin"]))):
+            return self.api_error(404, "The target couldn't be found.")
+        self.send_json(200, self.repo_json(repo, owner))
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, addr, handler):
+        host = addr[0]
+        if host and ":" in host:
+            self.address_family = socket.AF_INET6
+        super().__init__(addr, handler)
+
+
+class _BannerHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        try:
+            self.request.sendall(SSH_BANNER)
+        except OSError:
+            pass
+
+
+class _BannerServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def prepare_dirs(settings):
+    for d in (settings.repo_root, settings.lfs_path, settings.attachment_path, settings.avatar_path,
+              settings.repo_avatar_path, settings.session_path, settings.log_path):
+        os.makedirs(d, exist_ok=True)
+
+
+def migrate_with_retry(settings, attempts=30, delay=1.0):
+    """Like Gitea at start: retry the database for a while, then give up (exit 1)."""
+    last = None
+    for i in range(attempts):
+        try:
+            conn = store.connect(settings)
+            try:
+                store.migrate(conn)
+                return
+            finally:
+                conn.close()
+        except psycopg2.Error as e:
+            last = " ".join(str(e).split())
+            log.info(f"ORM engine initialization attempt #{i + 1}/{attempts} failed: {last}", "db")
+            time.sleep(delay)
+    log.fatal(f"ORM engine initialization failed: {last}", "db")
+
+
+def serve(settings, port=None):
+    log.info(f"{NAME} {VERSION}: NOT Gitea; starting the web server", "cmd")
+    log.info(f"app.ini: {settings.path}, work path: {settings.work_path}", "cmd")
+    if settings.install_lock:
+        settings.require_installed()
+        migrate_with_retry(settings)
+        prepare_dirs(settings)
+    else:
+        log.warn("INSTALL_LOCK is false: installation stage (the stand-in has no installer)", "cmd")
+
+    Handler.settings = settings
+    http_port = port or settings.http_port
+    httpd = _HTTPServer((settings.http_addr, http_port), Handler)
+    servers = [httpd]
+    log.info(f"Listen: http://{settings.http_addr}:{http_port}", "cmd")
+    log.info(f"AppURL(ROOT_URL): {settings.root_url}", "cmd")
+    if settings.start_ssh_server and settings.install_lock:
+        ssh = _BannerServer(("0.0.0.0", settings.ssh_listen_port), _BannerHandler)
+        servers.append(ssh)
+        log.info(f"SSH banner-only listener on :{settings.ssh_listen_port} (no SSH protocol)", "ssh")
+
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        log.info(f"Received {signal.Signals(signum).name}: shutting down", "graceful")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True) for s in servers]
+    for t in threads:
+        t.start()
+    while not stop.wait(1.0):
+        if not all(t.is_alive() for t in threads):
+            log.error("a listener stopped unexpectedly", "graceful")
+            break
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+    log.info("PID: stopped", "graceful")
