@@ -1,0 +1,45 @@
+"""Names the lab owns. Everything Docker-side carries the label ``gitea-deploy-lab.role``."""
+
+NETWORK = "gitea-lab"                      # lab-owned bridge: attacker containers can reach hosts' IPs
+IMAGE_REPO = "gitea-deploy-lab"            # local image names: gitea-deploy-lab/<name>:<content hash>
+
+LABEL_ROLE = "gitea-deploy-lab.role"       # host | sidecar | registry
+LABEL_HOST = "gitea-deploy-lab.host"       # which host a sidecar/volume belongs to
+LABEL_IMAGE = "gitea-deploy-lab.image"     # the base tag a host was created from
+LABEL_KEY = "gitea-deploy-lab.key"         # fingerprint of the lab key put in authorized_keys
+LABEL_ADMIN_PORT = "gitea-deploy-lab.admin-port"
+
+DEFAULT_ADMIN_PORT = 2222
+
+# Container ports published on 127.0.0.1 (random host ports chosen once per host, kept across reboots).
+# state key -> container port ("ssh_port" is the admin port and is filled in at run time).
+PUBLISHED = {"ssh_port": None, "https_port": 443, "http_port": 80, "git_ssh_port": 22}
+HOST_PORT_RANGE = (20000, 30000)           # below the kernel's ephemeral range, away from docker's own
+
+# The outer registry the outer engine pushes into; sidecars serve the same volume inside each host.
+REGISTRY_CONTAINER = "gitea-lab-registry"
+REGISTRY_VOLUME = "gitea-lab-registry-data"
+REGISTRY_IN_HOST = "127.0.0.1:5000"
+
+# Images the deploy pulls inside a host. state key -> (lab image dir, repository, tag)
+STANDIN_IMAGES = {
+    "gitea": ("gitea-standin", "lab/gitea-standin", "1.24.6"),
+    "postgres": ("postgres", "lab/postgres", "17"),
+}
+# LAB_IMAGES=upstream: the real pinned references (pulled from the internet where reachable).
+UPSTREAM_IMAGES = {
+    "gitea": "docker.gitea.com/gitea:1.24.6-rootless",
+    "postgres": "docker.io/library/postgres:17.6-trixie",
+}
+IMAGES_MODES = ("standin", "upstream")
+
+# Sidecars: suffix -> lab image dir. They share the host's network namespace (--network container:H).
+SIDECARS = ("registry", "pebble", "moto")
+
+# Bounds (seconds) for every wait.
+ENGINE_TIMEOUT = 90
+SYSTEMD_TIMEOUT = 90
+SSH_TIMEOUT = 60
+SIDECAR_TIMEOUT = 60
+BUILD_TIMEOUT = 1200
+DEBOOTSTRAP_TIMEOUT = 1200
