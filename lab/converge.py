@@ -1,14 +1,91 @@
-"""`python -m lab converge NAME...` — OWNED BY THE DEPLOY ENGINEER. Not implemented by the lab tool.
+"""`python -m lab converge NAME`: the production path, against lab hosts.
 
-It will run `pyinfra inventories/lab.py deploy.py` against the lab hosts in .lab/state.json and then
-the host checks (tests/host). The lab tool itself knows nothing of the deploy beyond
-docs/dev/contracts.md; replace the body below (keep the @command registration).
+Runs `pyinfra inventories/lab.py deploy.py` for the host exactly as an operator runs it against
+production, then the host checks (tests/host) with the lab's ACME root as the CA to verify
+against, then prints how to reach the result.
 """
 
-from lab.cli import arg, command
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+INVENTORY = "inventories/lab.py"
 
 
-@command("converge", "run the deploy against lab hosts, then the host checks (deploy engineer)",
-         arg("names", nargs="*", metavar="NAME"))
-def cmd_converge(ns):
-    raise NotImplementedError("owned by deploy engineer")
+def deploy(name: str, *extra: str) -> dict:
+    """Run the deploy against one lab host; return pyinfra's JSON results plus timing."""
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", "--json", INVENTORY, "deploy.py", "--limit", name, *extra],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    seconds = time.monotonic() - started
+    try:
+        results = json.loads(result.stdout)["results"]
+    except (json.JSONDecodeError, KeyError):
+        results = {"totals": {}}
+    results.update(returncode=result.returncode, seconds=seconds, log=result.stderr)
+    return results
+
+
+def root_ca_file(name: str) -> Path:
+    """The lab ACME server's current root, where host checks and operators can use it."""
+    from lab import api
+
+    path = REPO / ".lab" / "hosts" / name / "acme-root.pem"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(api.pebble_root(name))
+    return path
+
+
+def host_checks(name: str, *pytest_args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/host", "-p", "no:cacheprovider", "-q",
+         "--inventory", INVENTORY, "--limit", name, "--tls-ca", str(root_ca_file(name)), *pytest_args],
+        cwd=REPO, capture_output=True, text=True,
+    )
+
+
+def converge(name: str) -> int:
+    from lab import api
+
+    print(f"--> deploying {name} (pyinfra {INVENTORY} deploy.py --limit {name})", flush=True)
+    first = deploy(name)
+    totals = first.get("totals", {})
+    print(f"    {totals.get('success', '?')} changed, {totals.get('no_change', '?')} unchanged, "
+          f"{totals.get('error', '?')} failed in {first['seconds']:.0f} s")
+    if first["returncode"] != 0:
+        print(first["log"][-6000:], file=sys.stderr)
+        return 1
+
+    print("--> host checks (pytest tests/host)", flush=True)
+    checks = host_checks(name)
+    print(checks.stdout.strip().splitlines()[-1] if checks.stdout.strip() else checks.stderr[-2000:])
+    if checks.returncode != 0:
+        print(checks.stdout[-8000:], file=sys.stderr)
+        return 1
+
+    print("--> second deploy must change nothing", flush=True)
+    second = deploy(name)
+    changed = second.get("totals", {}).get("success")
+    print(f"    {changed} changed in {second['seconds']:.0f} s")
+    if second["returncode"] != 0 or changed != 0:
+        print(second["log"][-6000:], file=sys.stderr)
+        return 1
+
+    host = api.state()["hosts"][name]
+    ca = root_ca_file(name).relative_to(REPO)
+    print(f"""
+Gitea (lab, {api.state().get('images_mode', 'standin')} images) is up on {name}.
+  URL:    https://git.lab.test/   (resolve it to {host['ip']}, e.g.
+          curl --cacert {ca} --resolve git.lab.test:443:{host['ip']} https://git.lab.test/api/healthz)
+  CA:     {ca}  (the lab ACME server's root; it changes when the host reboots)
+  Login:  gitadmin, password: python -m lab ssh {name} sudo cat /srv/gitea/secrets/admin_password
+  Admin:  python -m lab ssh {name}
+""")
+    return 0
