@@ -7,8 +7,9 @@ The steps share one host and run in file order; each asserts what an operator wo
 from __future__ import annotations
 
 import json
-import ssl
 import socket
+import ssl
+import subprocess
 import time
 
 import pytest
@@ -89,7 +90,7 @@ def test_rendered_nginx_templates_pass_nginx_t(lab_host):
     script += ("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
                "-subj /CN=code.example.org -keyout /tmp/nginx-t/privkey.pem -out /tmp/nginx-t/fullchain.pem 2>/dev/null\n"
                "nginx -t -c /tmp/nginx-t/nginx.conf -g 'pid /tmp/nginx-t/pid;' 2>&1; rm -rf /tmp/nginx-t\n")
-    out = api.exec(NAME, script)
+    out = api.exec(NAME, script).stdout
     assert "syntax is ok" in out and "test is successful" in out, out
 
 
@@ -102,7 +103,7 @@ def test_second_deploy_reports_zero_changes(lab_host):
 
 
 def test_redeploy_undoes_drift(lab_host):
-    api.exec(NAME, "docker stop gitea-gitea-1 && rm /etc/nginx/conf.d/gitea-http.conf")
+    api.exec(NAME, "docker stop gitea-gitea-1 && rm /etc/nginx/conf.d/gitea-http.conf", check=True)
     result = deploy(NAME)
     assert result["returncode"] == 0, result["log"][-4000:]
     changed = {op["name"] for op in result["operations"] if op["success"]}
@@ -132,4 +133,4 @@ def test_reboot_comes_back_healthy_without_a_manual_step(lab_host):
 def test_destroy(lab_host):
     api.down([NAME])
     assert NAME not in api.state().get("hosts", {})
-    assert api.exists(NAME) is False
+    assert subprocess.run(["docker", "inspect", NAME], capture_output=True).returncode != 0
