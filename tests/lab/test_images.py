@@ -1,0 +1,542 @@
+"""The lab images keep the contracts production relies on: lab/images/postgres (the official
+postgres image's) and lab/images/gitea-standin (the rootless Gitea image's, clearly not Gitea).
+
+Both run on a private docker network with no published ports; every request goes to a container
+this module started (curl/psql run inside them). Tests share one stack and run in file order: the
+database-outage and clean-stop checks come last.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import skip_because
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGES_DIR = REPO / "lab" / "images"
+BASE_IMAGE = os.environ.get("GITEA_LAB_TEST_BASE", "gitea-deploy-lab/base:dev")
+PREFIX = "gitea-lab-test-"
+LABEL = "gitea-deploy.test=test_images"
+RUN = uuid.uuid4().hex[:8]
+NET = f"{PREFIX}net-{RUN}"
+PG = f"{PREFIX}pg-{RUN}"
+GITEA = f"{PREFIX}gitea-{RUN}"
+DB_USER = "gitea"
+DB_NAME = "giteadb"  # differs from the user: proves POSTGRES_DB is honoured
+GITEA_UID = 1000
+
+
+def docker(*args: str, check: bool = True, timeout: float = 60, input: str | None = None):
+    cp = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, input=input)
+    if check and cp.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} -> {cp.returncode}\n{cp.stdout}\n{cp.stderr}")
+    return cp
+
+
+def wait_for(what: str, probe, timeout: float, interval: float = 0.5):
+    """Poll `probe` (truthy = done) at most timeout/interval times and at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    for _ in range(int(timeout / interval) + 1):
+        try:
+            result = probe()
+            if result:
+                return result
+        except (AssertionError, subprocess.SubprocessError, ValueError) as error:
+            last = error
+        if time.monotonic() > deadline:
+            break
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout:.0f} s (last error: {last})")
+
+
+def remove_leftovers():
+    """Containers and networks of earlier, interrupted runs of this module (by label)."""
+    ids = docker("ps", "-aq", "--filter", f"label={LABEL}", check=False).stdout.split()
+    if ids:
+        docker("rm", "-f", "-v", *ids, check=False)
+    nets = docker("network", "ls", "-q", "--filter", f"label={LABEL}", check=False).stdout.split()
+    if nets:
+        docker("network", "rm", *nets, check=False)
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def engine():
+    if not shutil.which("docker"):
+        skip_because("no docker client on PATH")
+    try:
+        cp = docker("info", "--format", "{{.ServerVersion}}", check=False, timeout=20)
+    except subprocess.TimeoutExpired:
+        skip_because("the Docker engine did not answer `docker info` within 20 s")
+    if cp.returncode != 0:
+        skip_because(f"no Docker engine answers: {cp.stderr.strip()[:300]}")
+    remove_leftovers()
+
+
+@pytest.fixture(scope="module")
+def lab_image(engine):
+    """THE one place this module gets images from: name -> image reference.
+
+    Today: `docker build` FROM the base tag (layer cache makes a rebuild of unchanged files cheap).
+    GITEA_LAB_TEST_IMAGES=lab switches to the lab tool's content-tagged `lab.images.ensure(name)`.
+    """
+    built: dict[str, str] = {}
+
+    def get(name: str) -> str:
+        if name in built:
+            return built[name]
+        if os.environ.get("GITEA_LAB_TEST_IMAGES") == "lab":
+            from lab import images
+
+            built[name] = images.ensure(name)
+            return built[name]
+        if docker("image", "inspect", BASE_IMAGE, check=False).returncode != 0:
+            skip_because(f"base image {BASE_IMAGE} is missing (build it with the lab tool first)")
+        tag = f"gitea-lab-test/{name}:dev"
+        started = time.monotonic()
+        cp = subprocess.run(
+            ["docker", "build", "-q", "--build-arg", f"BASE={BASE_IMAGE}", "-t", tag, str(IMAGES_DIR / name)],
+            capture_output=True, text=True, timeout=900, env=dict(os.environ, DOCKER_BUILDKIT="0"),
+        )
+        assert cp.returncode == 0, f"building {name} failed:\n{cp.stdout[-3000:]}\n{cp.stderr[-3000:]}"
+        print(f"image {name}: {tag} ready in {time.monotonic() - started:.1f} s")
+        built[name] = tag
+        return tag
+
+    return get
+
+
+class ProcessSampler:
+    """Collects every command line seen in the given containers (`docker top`) until stopped."""
+
+    def __init__(self, *containers: str):
+        self.containers = containers
+        self.seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        for _ in range(3000):  # 0.1 s apart: at most ~5 minutes
+            if self._stop.is_set():
+                return
+            for c in self.containers:
+                cp = docker("top", c, "-eo", "pid,args", check=False, timeout=10)  # top needs a PID column
+                if cp.returncode == 0:
+                    self.seen.update(line.split(None, 1)[-1] for line in cp.stdout.splitlines()[1:])
+            time.sleep(0.1)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def secrets_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("secrets")
+    values = {
+        # '#' and ';' would end an unquoted app.ini value: the stand-in must quote them
+        "db_password": "Pw#" + secrets.token_urlsafe(18) + ";x",
+        "metrics_token": secrets.token_urlsafe(24),
+        "secret_key": secrets.token_urlsafe(40),
+    }
+    pg = d / "postgres"
+    gt = d / "gitea"
+    pg.mkdir()
+    gt.mkdir()
+    # postgres: root-only, like a secret file written by the deploy (the entrypoint reads it as root)
+    (pg / "password").write_text(values["db_password"] + "\n")
+    os.chmod(pg / "password", 0o600)
+    for key, value in values.items():
+        (gt / key).write_text(value + "\n")
+        try:  # the stand-in runs as 1000: its copies belong to it
+            os.chown(gt / key, GITEA_UID, GITEA_UID)
+            os.chmod(gt / key, 0o400)
+        except PermissionError:
+            os.chmod(gt / key, 0o644)
+    os.chmod(pg, 0o755)
+    os.chmod(gt, 0o755)
+    return {"dir": d, **values}
+
+
+@pytest.fixture(scope="module")
+def stack(lab_image, secrets_dir):
+    pg_image = lab_image("postgres")
+    gitea_image = lab_image("gitea-standin")
+    docker("network", "create", "--label", LABEL, NET)
+    try:
+        with ProcessSampler(PG, GITEA) as sampler:
+            docker(
+                "run", "-d", "--name", PG, "--hostname", PG, "--network", NET, "--label", LABEL,
+                "-v", f"{secrets_dir['dir'] / 'postgres'}:/run/secrets/postgres:ro",
+                "-e", f"POSTGRES_USER={DB_USER}", "-e", f"POSTGRES_DB={DB_NAME}",
+                "-e", "POSTGRES_PASSWORD_FILE=/run/secrets/postgres/password",
+                pg_image,
+            )
+            wait_for("postgres accepting TCP connections",
+                     lambda: docker("exec", PG, "pg_isready", "-h", PG, "-U", DB_USER, "-d", DB_NAME,
+                                    check=False).returncode == 0, timeout=60)
+            env = {
+                "GITEA__database__DB_TYPE": "postgres",
+                "GITEA__database__HOST": f"{PG}:5432",
+                "GITEA__database__NAME": DB_NAME,
+                "GITEA__database__USER": DB_USER,
+                "GITEA__database__PASSWD__FILE": "/run/secrets/gitea/db_password",
+                "GITEA__security__INSTALL_LOCK": "true",
+                "GITEA__security__SECRET_KEY_URI": "file:/run/secrets/gitea/secret_key",
+                "GITEA__metrics__ENABLED": "true",
+                "GITEA__metrics__TOKEN__FILE": "/run/secrets/gitea/metrics_token",
+                "GITEA__server__DOMAIN": "git.lab.test",
+                "GITEA__server__ROOT_URL": "https://git.lab.test/",
+                "GITEA__server__SSH_DOMAIN": "git.lab.test",
+                "GITEA__server__SSH_PORT": "22",
+                "GITEA__service__DISABLE_REGISTRATION": "true",
+            }
+            docker(
+                "run", "-d", "--name", GITEA, "--network", NET, "--label", LABEL,
+                "-v", f"{secrets_dir['dir'] / 'gitea'}:/run/secrets/gitea:ro",
+                *[a for k, v in env.items() for a in ("-e", f"{k}={v}")],
+                # what the compose file's health check does
+                "--health-cmd", "curl -fsS http://127.0.0.1:3000/api/healthz",
+                "--health-interval", "1s", "--health-retries", "30",
+                gitea_image,
+            )
+            wait_for("stand-in healthy (docker health check)",
+                     lambda: docker("inspect", "-f", "{{.State.Health.Status}}", GITEA).stdout.strip() == "healthy",
+                     timeout=90)
+        yield {"processes": sampler.seen, **secrets_dir}
+    finally:
+        for name in (GITEA, PG):
+            logs = docker("logs", "--tail", "30", name, check=False)
+            print(f"--- {name} (last lines)\n{logs.stdout}{logs.stderr}")
+        docker("rm", "-f", "-v", GITEA, PG, check=False)
+        docker("network", "rm", NET, check=False)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def gitea(*args: str, user: str | None = None, check: bool = False):
+    extra = ["-u", user] if user else []
+    return docker("exec", *extra, GITEA, "gitea", *args, check=check)
+
+
+def http(path: str, *curl_args: str):
+    """(status, headers, body) of a request made inside the stand-in's container."""
+    cp = subprocess.run(["docker", "exec", GITEA, "curl", "-sS", "-i", "--max-time", "15", *curl_args,
+                         f"http://127.0.0.1:3000{path}"], capture_output=True, timeout=60)
+    assert cp.returncode == 0, cp.stderr.decode(errors="replace")
+    # bytes, not text mode: universal newlines would turn the header's CRLFs into LFs
+    head, _, body = cp.stdout.decode().partition("\r\n\r\n")
+    lines = head.split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:])}
+    return status, headers, body
+
+
+def psql(sql: str, password: str, user: str = DB_USER, check: bool = True):
+    # -h <own network name>: a TCP connection from a non-loopback address, so pg_hba's
+    # "host all all all scram-sha-256" rule applies (loopback is trusted, as in the official image)
+    return docker("exec", "-e", f"PGPASSWORD={password}", PG, "psql", "-h", PG, "-U", user, "-d", DB_NAME,
+                  "-v", "ON_ERROR_STOP=1", "-Atc", sql, check=check)
+
+
+def metric(text: str, name: str) -> float:
+    m = re.search(rf"^{name} (\S+)$", text, re.M)
+    assert m, f"{name} missing from /metrics:\n{text}"
+    return float(m.group(1))
+
+
+def make_user(name: str, *extra: str) -> None:
+    cp = gitea("admin", "user", "create", "--username", name, "--email", f"{name}@example.test", *extra)
+    assert cp.returncode == 0, cp.stderr
+
+
+# ---------------------------------------------------------------- postgres
+
+
+def test_postgres_runs_as_999_with_a_private_pgdata(stack):
+    assert docker("exec", PG, "id", "-u", "postgres").stdout.strip() == "999"
+    assert docker("exec", PG, "id", "-g", "postgres").stdout.strip() == "999"
+    stat = docker("exec", PG, "stat", "-c", "%u:%g %a", "/var/lib/postgresql/data").stdout.strip()
+    assert stat == "999:999 700"
+    top = docker("top", PG, "-eo", "uid,pid,args").stdout.splitlines()[1:]
+    assert top and all(line.split()[0] == "999" for line in top), top
+    hba = docker("exec", PG, "cat", "/var/lib/postgresql/data/pg_hba.conf").stdout
+    assert re.search(r"^host all all all scram-sha-256$", hba, re.M)
+    for tool in ("pg_isready", "psql", "pg_dump", "pg_restore"):
+        where = docker("exec", PG, "sh", "-c", f"command -v {tool}").stdout.strip()
+        assert where == f"/usr/lib/postgresql/17/bin/{tool}"
+
+
+def test_database_initialised_with_the_file_password_user_and_db(stack):
+    out = psql("SELECT current_user, current_database(), current_setting('server_version_num')::int / 10000,"
+               " (SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = current_user)",
+               stack["db_password"]).stdout.strip()
+    assert out == f"{DB_USER}|{DB_NAME}|17|t"
+
+
+def test_wrong_password_is_refused(stack):
+    cp = psql("SELECT 1", "not-" + stack["db_password"], check=False)
+    assert cp.returncode != 0
+    assert "password authentication failed" in cp.stderr
+
+
+def test_pg_dump_and_pg_restore_work(stack):
+    dump = docker("exec", "-e", f"PGPASSWORD={stack['db_password']}", PG, "sh", "-c",
+                  f"pg_dump -h {PG} -U {DB_USER} -Fc {DB_NAME} > /tmp/db.dump && pg_restore -l /tmp/db.dump")
+    # the stand-in's tables are in it (created by its start-up "migrations")
+    assert re.search(r'TABLE public (user|"user") ', dump.stdout), dump.stdout
+    assert "TABLE public repository " in dump.stdout
+
+
+def test_postgres_without_password_refuses_to_initialise(lab_image):
+    cp = docker("run", "--rm", "--label", LABEL, "--network", "none", lab_image("postgres"), check=False, timeout=60)
+    assert cp.returncode != 0
+    assert "superuser password is not specified" in cp.stderr
+
+
+def test_postgres_password_and_file_are_exclusive(lab_image):
+    cp = docker("run", "--rm", "--label", LABEL, "--network", "none", "-e", "POSTGRES_PASSWORD=x",
+                "-e", "POSTGRES_PASSWORD_FILE=/etc/hostname", lab_image("postgres"), check=False, timeout=60)
+    assert cp.returncode != 0
+    assert "both POSTGRES_PASSWORD and POSTGRES_PASSWORD_FILE are set" in cp.stderr
+
+
+def test_no_secret_in_process_lists_or_docker_inspect(stack):
+    # command lines seen while both containers started (initdb, setup server, stand-in start)
+    # plus the current ones; and PID 1's environment of postgres
+    seen = set(stack["processes"])
+    for c in (PG, GITEA):
+        seen.update(docker("top", c, "-eo", "pid,args").stdout.splitlines()[1:])
+        seen.update(docker("exec", c, "ps", "-eo", "args").stdout.splitlines()[1:])
+    assert any("initdb" in line for line in stack["processes"]), "the sampler missed initdb entirely"
+    pg_env = docker("exec", "-u", "postgres", PG, "cat", "/proc/1/environ").stdout
+    inspect = docker("inspect", PG, GITEA).stdout
+    for key in ("db_password", "metrics_token", "secret_key"):
+        value = stack[key]
+        assert not [line for line in seen if value in line], f"{key} visible in a process list"
+        assert value not in inspect, f"{key} visible in docker inspect"
+        assert value not in pg_env, f"{key} in postgres' PID 1 environment"
+
+
+# ---------------------------------------------------------------- the stand-in: configuration
+
+
+def test_app_ini_written_from_env_and_file_vars(stack):
+    stat = docker("exec", GITEA, "stat", "-c", "%u %a", "/etc/gitea/app.ini", "/etc/gitea").stdout.split("\n")
+    assert stat[0] == "1000 600"  # tightened when the stand-in saved the secrets it generated
+    assert stat[1] == "1000 700"
+    ini = docker("exec", GITEA, "cat", "/etc/gitea/app.ini").stdout
+    # '#' and ';' start inline comments in app.ini: the value must be quoted to survive
+    assert f"PASSWD = `{stack['db_password']}`" in ini
+    assert re.search(rf"^TOKEN = {re.escape(stack['metrics_token'])}$", ini, re.M)
+    assert "SECRET_KEY_URI = file:/run/secrets/gitea/secret_key" in ini
+    assert re.search(r"^INTERNAL_TOKEN = \S+\.\S+\.\S+$", ini, re.M)  # generated and saved, like Gitea
+    assert re.search(r"^JWT_SECRET = [A-Za-z0-9_-]{43}$", ini, re.M)
+
+
+def test_standin_runs_as_1000_and_refuses_root(stack, lab_image):
+    top = docker("top", GITEA, "-eo", "uid,pid,args").stdout.splitlines()[1:]
+    assert top and all(line.split()[0] == "1000" for line in top), top
+    cp = gitea("admin", "user", "list", user="0")
+    assert cp.returncode == 1
+    assert "Gitea is not supposed to be run as root" in cp.stderr
+    run = docker("run", "--rm", "--label", LABEL, "--network", "none", "-u", "0", lab_image("gitea-standin"),
+                 check=False, timeout=60)
+    assert run.returncode == 1
+    assert "Gitea is not supposed to be run as root" in run.stdout + run.stderr
+
+
+def test_unreadable_secret_uri_stops_the_start(lab_image):
+    cp = docker("run", "--rm", "--label", LABEL, "--network", "none",
+                "-e", "GITEA__security__INSTALL_LOCK=true", "-e", "GITEA__database__DB_TYPE=postgres",
+                "-e", "GITEA__security__SECRET_KEY_URI=file:/nonexistent/secret_key",
+                lab_image("gitea-standin"), check=False, timeout=60)
+    assert cp.returncode == 1
+    assert "Failed to read SECRET_KEY_URI (/nonexistent/secret_key)" in cp.stderr
+
+
+# ---------------------------------------------------------------- the stand-in: HTTP
+
+
+def test_healthz_passes_in_giteas_format(stack):
+    status, headers, body = http("/api/healthz")
+    assert status == 200
+    assert headers["content-type"].startswith("application/json")
+    doc = json.loads(body)
+    assert list(doc) == ["status", "description", "checks"]
+    assert doc["status"] == "pass"
+    assert doc["description"] == "Gitea: Git with a cup of tea"
+    assert list(doc["checks"]) == ["cache:ping", "database:ping"]
+    for check in doc["checks"].values():
+        assert check[0]["status"] == "pass"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", check[0]["time"])
+
+
+def test_identity_says_standin_not_gitea(stack):
+    status, _, body = http("/")
+    assert status == 200
+    assert "<title>Gitea stand-in (lab only)</title>" in body
+    assert "not Gitea" in body
+    status, _, body = http("/api/v1/version")
+    assert (status, json.loads(body)) == (200, {"version": "1.24.6+standin"})
+    assert gitea("--version").stdout.strip() == \
+        "Gitea version 1.24.6+standin (lab stand-in, not Gitea) built with Python"
+
+
+def test_ssh_listener_sends_the_standin_banner(stack):
+    # base64 keeps the CR intact through text-mode capture
+    cp = docker("exec", GITEA, "timeout", "5", "bash", "-c",
+                "exec 3<>/dev/tcp/127.0.0.1/2222; head -c 64 <&3 | base64 -w0")
+    assert base64.b64decode(cp.stdout) == b"SSH-2.0-Gitea-standin-lab\r\n"
+
+
+def test_metrics_need_the_token_and_count_from_the_db(stack):
+    token = stack["metrics_token"]
+    assert http("/metrics")[0] == 401
+    assert http("/metrics", "-H", "Authorization: Bearer wrong-token")[0] == 401
+    status, headers, before = http("/metrics", "-H", f"Authorization: Bearer {token}")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    for name in ("gitea_users", "gitea_repositories", "gitea_organizations"):
+        assert f"# HELP {name} " in before and f"# TYPE {name} gauge" in before
+    make_user(f"metrics{RUN}", "--random-password")
+    after = http("/metrics", "-H", f"Authorization: Bearer {token}")[2]
+    assert metric(after, "gitea_users") == metric(before, "gitea_users") + 1
+
+
+# ---------------------------------------------------------------- the stand-in: CLI and API
+
+
+def test_cli_creates_lists_and_refuses_duplicates(stack):
+    name = f"ops{RUN}"
+    cp = gitea("admin", "user", "create", "--username", name, "--email", f"{name}@example.test",
+               "--admin", "--random-password", "--random-password-length", "20")
+    assert cp.returncode == 0, cp.stderr
+    lines = cp.stdout.splitlines()
+    assert re.fullmatch(r"generated random password is '[A-Za-z0-9]{20}'", lines[0])
+    assert lines[1] == f"New user '{name}' has been successfully created!"
+
+    listing = gitea("admin", "user", "list").stdout.splitlines()
+    assert listing[0].split() == ["ID", "Username", "Email", "IsActive", "IsAdmin", "2FA"]
+    row = [line.split() for line in listing[1:] if line.split()[1] == name]
+    assert row and row[0][2:] == [f"{name}@example.test", "true", "true", "false"]
+    admins = gitea("admin", "user", "list", "--admin").stdout.splitlines()
+    assert admins[0].split() == ["ID", "Username", "Email", "IsActive"]
+    assert any(line.split()[1] == name for line in admins[1:])
+
+    dup = gitea("admin", "user", "create", "--username", name, "--email", f"other{RUN}@example.test",
+                "--password", "whatever-123")
+    assert dup.returncode == 1
+    assert f"user already exists [name: {name}]" in dup.stderr
+    reserved = gitea("admin", "user", "create", "--username", "admin", "--email", "a@example.test",
+                     "--random-password")
+    assert reserved.returncode == 1 and "name is reserved [name: admin]" in reserved.stderr
+
+
+def test_api_creates_a_bare_repository_and_its_row(stack):
+    owner, password = f"dev{RUN}", "dev-password-" + RUN
+    make_user(owner, "--password", password, "--must-change-password=false")
+    body = json.dumps({"name": "Demo-Repo"})
+    status, _, out = http("/api/v1/user/repos", "-u", f"{owner}:{password}", "-H",
+                          "Content-Type: application/json", "-d", body)
+    assert status == 201, out
+    repo = json.loads(out)
+    assert repo["name"] == "Demo-Repo" and repo["full_name"] == f"{owner}/Demo-Repo"
+    assert repo["clone_url"] == f"https://git.lab.test/{owner}/Demo-Repo.git"
+    assert repo["ssh_url"] == f"git@git.lab.test:{owner}/Demo-Repo.git"
+
+    path = f"/var/lib/gitea/git/repositories/{owner}/demo-repo.git"
+    assert docker("exec", GITEA, "git", "--git-dir", path, "rev-parse", "--is-bare-repository").stdout.strip() == "true"
+    for hook in ("pre-receive", "update", "post-receive"):
+        docker("exec", GITEA, "test", "-x", f"{path}/hooks/{hook}")
+        docker("exec", GITEA, "test", "-x", f"{path}/hooks/{hook}.d/gitea")
+    row = psql(f"SELECT r.id, r.name FROM repository r JOIN \"user\" u ON u.id = r.owner_id"
+               f" WHERE u.lower_name = '{owner}'", stack["db_password"]).stdout.strip()
+    assert row == f"{repo['id']}|Demo-Repo"
+    stored = psql(f"SELECT passwd_hash_algo, length(passwd), passwd = '{password}' FROM \"user\""
+                  f" WHERE lower_name = '{owner}'", stack["db_password"]).stdout.strip()
+    assert stored == "pbkdf2$50000$50|100|f"  # hashed, never plaintext
+
+    assert http("/api/v1/user/repos", "-u", f"{owner}:{password}", "-d", body)[0] == 409
+    assert http("/api/v1/user/repos", "-u", f"{owner}:wrong", "-d", json.dumps({"name": "x"}))[0] == 401
+    assert http(f"/api/v1/repos/{owner}/demo-repo")[0] == 200
+    assert http(f"/api/v1/repos/{owner}/missing")[0] == 404
+    logs = docker("logs", GITEA).stdout
+    assert re.search(rf"Failed authentication attempt for {owner} from \S+", logs)
+
+
+def test_api_refuses_a_user_who_must_change_the_password(stack):
+    name = f"fresh{RUN}"
+    make_user(name, "--password", "fresh-password-1")  # not the first user: must change by default
+    status, _, body = http("/api/v1/user", "-u", f"{name}:fresh-password-1")
+    assert status == 403 and "You must change your password" in body
+    cp = gitea("admin", "user", "change-password", "--username", name, "--password", "fresh-password-2",
+               "--must-change-password=false")
+    assert cp.returncode == 0 and cp.stdout.strip() == f"{name}'s password has been successfully updated!"
+    assert http("/api/v1/user", "-u", f"{name}:fresh-password-2")[0] == 200
+
+
+def test_regenerate_hooks_rewrites_missing_hooks(stack):
+    root = "/var/lib/gitea/git/repositories"
+    docker("exec", GITEA, "sh", "-c", f"rm -rf {root}/*/*.git/hooks/pre-receive {root}/*/*.git/hooks/update.d")
+    cp = gitea("admin", "regenerate", "hooks")
+    assert cp.returncode == 0, cp.stderr
+    assert re.fullmatch(r"Regenerated hooks for (\d+) of \1 repositories", cp.stdout.strip()), cp.stdout
+    missing = docker("exec", GITEA, "sh", "-c",
+                     f"for r in {root}/*/*.git; do for h in pre-receive update.d/gitea; do"
+                     f' test -x "$r/hooks/$h" || echo "$r/hooks/$h"; done; done').stdout
+    assert missing == ""
+
+
+def test_generate_secret_formats(stack):
+    assert re.fullmatch(r"[A-Za-z0-9]{64}", gitea("generate", "secret", "SECRET_KEY").stdout)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", gitea("generate", "secret", "JWT_SECRET").stdout)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", gitea("generate", "secret", "LFS_JWT_SECRET").stdout)
+    assert re.fullmatch(r"eyJ[\w-]+\.[\w-]+\.[\w-]+", gitea("generate", "secret", "INTERNAL_TOKEN").stdout)
+
+
+# ---------------------------------------------------------------- outage and shutdown (last)
+
+
+def test_healthz_fails_while_the_database_is_down_and_recovers(stack):
+    docker("stop", PG, timeout=30)
+    status, _, body = http("/api/healthz")
+    doc = json.loads(body)
+    assert status == 424
+    assert doc["status"] == "fail" and doc["checks"]["database:ping"][0]["status"] == "fail"
+    docker("start", PG)
+    wait_for("healthz back to pass", lambda: http("/api/healthz")[0] == 200, timeout=60)
+    # second start of postgres: the existing cluster is kept
+    assert "Skipping initialization" in docker("logs", PG).stdout
+
+
+def test_both_stop_cleanly_within_docker_timeout(stack):
+    for name in (GITEA, PG):
+        started = time.monotonic()
+        docker("stop", name, timeout=30)
+        took = time.monotonic() - started
+        code = docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip()
+        assert took < 8, f"{name} took {took:.1f} s to stop (SIGKILL after 10 s)"
+        assert code == "0", f"{name} exited {code}"
+    assert "database system is shut down" in docker("logs", "--tail", "5", PG).stderr
