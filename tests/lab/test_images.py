@@ -291,9 +291,11 @@ def test_postgres_runs_as_999_with_a_private_pgdata(stack):
 
 def test_database_initialised_with_the_file_password_user_and_db(stack):
     out = psql("SELECT current_user, current_database(), current_setting('server_version_num')::int / 10000,"
-               " (SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = current_user)",
+               " (SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = current_user),"
+               " (SELECT datcollate FROM pg_database WHERE datname = current_database())",
                stack["db_password"]).stdout.strip()
-    assert out == f"{DB_USER}|{DB_NAME}|17|t"
+    # en_US.utf8 like the official image, so production dumps (which carry the locale) restore here
+    assert out == f"{DB_USER}|{DB_NAME}|17|t|en_US.utf8"
 
 
 def test_wrong_password_is_refused(stack):
@@ -308,6 +310,33 @@ def test_pg_dump_and_pg_restore_work(stack):
     # the stand-in's tables are in it (created by its start-up "migrations")
     assert re.search(r'TABLE public (user|"user") ', dump.stdout), dump.stdout
     assert "TABLE public repository " in dump.stdout
+
+
+def test_postgres_runs_initdb_scripts_and_args_once(lab_image, tmp_path):
+    initdb = tmp_path / "initdb"
+    initdb.mkdir()
+    (initdb / "01-table.sql").write_text("CREATE TABLE seeded (v text); INSERT INTO seeded VALUES ('sql');\n")
+    (initdb / "02-more.sh").write_text('sql <<<"INSERT INTO seeded VALUES (\'sh\');"\n')  # sourced: `sql` exists
+    (initdb / "03-ignored.txt").write_text("not run\n")
+    for f in initdb.iterdir():
+        f.chmod(0o644)
+    initdb.chmod(0o755)
+    name = f"{PREFIX}pginit-{RUN}"
+    docker("run", "-d", "--name", name, "--label", LABEL, "--network", "none",
+           "-v", f"{initdb}:/docker-entrypoint-initdb.d:ro", "-e", f"POSTGRES_PASSWORD={RUN}",
+           "-e", "POSTGRES_INITDB_ARGS=--data-checksums --locale=C.UTF-8", lab_image("postgres"))
+    try:
+        wait_for("postgres with init scripts ready",
+                 lambda: "ready for start up" in docker("logs", name).stdout
+                 and docker("exec", name, "pg_isready", check=False).returncode == 0, timeout=60)
+        out = docker("exec", "-u", "postgres", name, "psql", "-Atc",
+                     "SELECT string_agg(v, ',' ORDER BY v) FROM seeded; SHOW data_checksums;"
+                     " SELECT datcollate FROM pg_database WHERE datname = current_database();"
+                     " SELECT current_database()").stdout.split()
+        assert out == ["sh,sql", "on", "C.UTF-8", "postgres"]  # default user and db are "postgres"
+        assert "ignoring /docker-entrypoint-initdb.d/03-ignored.txt" in docker("logs", name).stdout
+    finally:
+        docker("rm", "-f", "-v", name, check=False)
 
 
 def test_postgres_without_password_refuses_to_initialise(lab_image):
