@@ -3,7 +3,8 @@
     @command("name", "one-line help", arg("host"), arg("--flag", action="store_true"))
     def cmd_name(ns) -> int | None: ...
 
-Commands live in this module and in lab/converge.py (owned by the deploy engineer).
+`converge` belongs to the deploy engineer: its work lives in lab/converge.py (`converge(name)`);
+until that function exists the command is the stub below and raises NotImplementedError.
 """
 
 import argparse
@@ -90,9 +91,24 @@ def cmd_ssh(ns):
     os.execvp(argv[0], argv)
 
 
-def parser() -> argparse.ArgumentParser:
-    import lab.converge  # noqa: F401  (registers `converge`)
+# ---- STUB, OWNED BY THE DEPLOY ENGINEER -------------------------------------------------------------
+# Runs pyinfra inventories/lab.py deploy.py and the host checks. The lab tool does not implement it:
+# it only calls lab.converge.converge(name) -> exit code, when the deploy engineer provides it.
+@command("converge", "deploy to lab hosts and run the host checks (owned by the deploy engineer)",
+         arg("names", nargs="+", metavar="NAME"))
+def cmd_converge(ns):
+    try:
+        from lab.converge import converge
+    except ImportError:
+        raise NotImplementedError("owned by deploy engineer") from None
+    rc = 0
+    for name in ns.names:
+        rc = converge(name) or rc
+    return rc
+# ------------------------------------------------------------------------------------------------------
 
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lab", description="gitea-deploy's local lab (docs/lab.md)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (fn, help, args) in COMMANDS.items():

@@ -1,8 +1,10 @@
 """Lab hosts: Debian 13 containers booting systemd, set up the way cloud-init sets up the EC2
 instance (user admin + sudo + the operator's key, sshd on the admin port), and their sidecars."""
 
+import json
 import random
 import shlex
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -60,7 +62,6 @@ def _ports_reserved_by_lab() -> set[int]:
     if not names:
         return taken
     cp = docker("inspect", "--format", "{{json .HostConfig.PortBindings}}", *names, check=False)
-    import json
     for line in cp.stdout.splitlines():
         for binds in (json.loads(line) or {}).values():
             for b in binds or []:
@@ -146,14 +147,7 @@ def remove_host(name: str) -> None:
     """Remove a host's container, sidecars, volumes and .lab/hosts/NAME (idempotent)."""
     remove_containers(*(sidecar_name(name, k) for k in SIDECARS), name)
     remove_volumes(*volumes(name).values())
-    kh = known_hosts_file(name)
-    if kh.exists():
-        kh.unlink()
-    if kh.parent.exists():
-        try:
-            kh.parent.rmdir()
-        except OSError:
-            pass
+    shutil.rmtree(HOSTS_DIR / name, ignore_errors=True)  # known_hosts and anything else kept per host
 
 
 def expected_labels(base: str, key_fp: str, admin_port: int) -> dict[str, str]:
