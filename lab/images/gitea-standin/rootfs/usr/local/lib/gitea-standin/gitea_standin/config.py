@@ -160,6 +160,15 @@ def _load_secret(ini, section, uri_key, key):
     return value
 
 
+def _seconds(duration):
+    """A Go duration like "3s", "500ms", "1m30s" -> seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration.strip())
+    if not parts:
+        log.fatal(f"invalid duration {duration!r}", "setting")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
 def _current_user():
     try:
         return pwd.getpwuid(os.getuid()).pw_name
@@ -207,6 +216,9 @@ class Settings:
         self.db_user = g("database", "USER", "root")
         self.db_passwd = g("database", "PASSWD", "")
         self.db_ssl_mode = g("database", "SSL_MODE", "disable")
+        # Gitea's start-up retry: DB_RETRIES attempts, DB_RETRY_BACKOFF apart (Go duration, "3s")
+        self.db_retries = int(g("database", "DB_RETRIES", "10") or 10)
+        self.db_retry_backoff = _seconds(g("database", "DB_RETRY_BACKOFF", "3s") or "3s")
 
         self.install_lock = parse_bool(g("security", "INSTALL_LOCK"), False)
         self.min_password_length = int(g("security", "MIN_PASSWORD_LENGTH", "8") or 8)

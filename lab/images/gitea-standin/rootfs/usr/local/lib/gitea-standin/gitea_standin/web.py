@@ -23,6 +23,7 @@ import psycopg2
 from . import NAME, VERSION, log, store
 
 SSH_BANNER = b"SSH-2.0-Gitea-standin-lab\r\n"
+MAX_BODY = 1 << 20
 
 
 def _now_rfc3339():
@@ -121,6 +122,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def route(self, method):
         path = urllib.parse.urlsplit(self.path).path
+        # read the whole body first, answered or not, so a kept-alive connection stays in sync
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.close_connection = True
+            return self.api_error(413, "request body too large")
+        self._body = self.rfile.read(length) if length else b""
         try:
             if path == "/api/healthz" and method == "GET":
                 return self.healthz()
@@ -246,10 +253,8 @@ a few of Gitea's endpoints so the deployment can be tested where Gitea itself ca
         return user
 
     def read_json(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
         try:
-            return json.loads(raw or b"{}")
+            return json.loads(self._body or b"{}")
         except ValueError:
             return None
 
@@ -348,8 +353,9 @@ def prepare_dirs(settings):
         os.makedirs(d, exist_ok=True)
 
 
-def migrate_with_retry(settings, attempts=30, delay=1.0):
-    """Like Gitea at start: retry the database for a while, then give up (exit 1)."""
+def migrate_with_retry(settings):
+    """Like Gitea at start: DB_RETRIES attempts DB_RETRY_BACKOFF apart, then give up (exit 1)."""
+    attempts, delay = max(settings.db_retries, 1), settings.db_retry_backoff
     last = None
     for i in range(attempts):
         try:
@@ -362,7 +368,8 @@ def migrate_with_retry(settings, attempts=30, delay=1.0):
         except psycopg2.Error as e:
             last = " ".join(str(e).split())
             log.info(f"ORM engine initialization attempt #{i + 1}/{attempts} failed: {last}", "db")
-            time.sleep(delay)
+            if i + 1 < attempts:
+                time.sleep(delay)
     log.fatal(f"ORM engine initialization failed: {last}", "db")
 
 
