@@ -12,13 +12,13 @@ import os
 import shutil
 import subprocess
 
-from lab import LAB_DIR, LabError
+from lab import LabError
 from lab import images as _images
 from lab import registry, state as _state
 from lab.config import (DEFAULT_ADMIN_PORT, IMAGES_MODES, LABEL_ADMIN_PORT, LABEL_HOST, LABEL_ROLE, NETWORK,
-                        REGISTRY_CONTAINER, REGISTRY_VOLUME, SIDECARS, STANDIN_IMAGES)
+                        REGISTRY_VOLUME, SIDECARS)
 from lab.engine import (container, containers_with_label, docker, ensure_engine, ensure_network, inspect,
-                        logs, remove_containers, remove_volumes, running, volumes_with_label)
+                        logs, remove_containers, remove_volumes, volumes_with_label)
 from lab import hosts as _hosts
 from lab.secrets import PEBBLE_CERT, PEBBLE_DIR, SSH_KEY, ensure_pebble_cert, ensure_ssh_key, key_fingerprint
 from lab.util import Timer, locked, rel, say
@@ -104,7 +104,7 @@ def up(names: list[str], *, admin_port: int = DEFAULT_ADMIN_PORT, mode: str | No
         h = new["hosts"][name]
         say(f"{name}: ip {h['ip']}  https 127.0.0.1:{h['https_port']}  http 127.0.0.1:{h['http_port']}  "
             f"git-ssh 127.0.0.1:{h['git_ssh_port']}")
-        say(f"{name}: ssh: {_hosts.shell_quote(ssh_command(name, state=new))}")
+        say(f"{name}: ssh: python -m lab ssh {name}   (= {_hosts.shell_quote(ssh_command(name, state=new))})")
     say(f"images mode: {'stand-in' if mode == 'standin' else 'upstream'}; state: {rel(_state.STATE_FILE)} "
         f"[up took {total}]")
     return new

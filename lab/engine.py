@@ -7,7 +7,7 @@ import time
 
 from lab import LAB_DIR, LabError
 from lab.config import ENGINE_TIMEOUT
-from lab.util import run, say, tail, wait_until
+from lab.util import GiveUp, run, say, tail, wait_until
 
 DOCKERD_LOG = LAB_DIR / "dockerd.log"
 
@@ -43,15 +43,14 @@ def ensure_engine(timeout: float = ENGINE_TIMEOUT) -> str:
 
     def up():
         if proc.poll() is not None:
-            raise LabError(f"dockerd exited with {proc.returncode}")
+            raise GiveUp(f"dockerd exited with {proc.returncode}; last lines of {DOCKERD_LOG}:\n"
+                         f"{tail(DOCKERD_LOG)}")
         return engine_answers()
 
     try:
         wait_until("dockerd to answer `docker info`", up, timeout=timeout, interval=1.0,
                    on_fail=lambda: f"last lines of {DOCKERD_LOG}:\n{tail(DOCKERD_LOG)}")
     except LabError as e:
-        if proc.poll() is None and not engine_answers():
-            pass  # leave it: it may still come up; the caller reports the failure
         raise LabError(f"could not start the docker engine: {e}") from None
     return "started"
 

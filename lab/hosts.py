@@ -18,7 +18,7 @@ from lab.engine import (container, containers_with_label, docker, logs, remove_c
                         running)
 from lab.secrets import PEBBLE_DIR, SSH_KEY
 from lab.state import host_entry, known_hosts_lines
-from lab.util import rel, say, wait_until
+from lab.util import GiveUp, rel, say, wait_until
 
 HOSTS_DIR = LAB_DIR / "hosts"
 
@@ -207,7 +207,7 @@ def create(name: str, base: str, labels: dict[str, str], admin_port: int) -> dic
 def wait_booted(name: str) -> str:
     def booted():
         if not running(container(name)):
-            raise LabError("container is not running")
+            raise GiveUp(f"{name} stopped while booting\n{logs(name)}")
         state = systemd_state(name)
         if state in ("running", "degraded"):
             return state
@@ -327,7 +327,7 @@ def ensure_sidecars(name: str, *, fresh: bool) -> None:
 
         def answers(kind=kind, sc=sc):
             if not running(container(sc)):
-                raise LabError(f"{sc} is not running")
+                raise GiveUp(f"{sc} exited\n{logs(sc)}")
             return sidecar_answers(name, kind)
 
         wait_until(f"{sc} to answer inside {name}", answers, timeout=SIDECAR_TIMEOUT, interval=0.5,

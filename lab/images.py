@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lab import LAB_DIR, LabError
 from lab.config import BUILD_TIMEOUT, DEBOOTSTRAP_TIMEOUT, IMAGE_REPO
-from lab.engine import docker, image_id
+from lab.engine import image_id
 from lab.util import Timer, locked, say, tail
 
 IMAGES_DIR = Path(__file__).resolve().parent / "images"
@@ -142,7 +142,7 @@ def _build_dir(name: str, tag: str, base: str) -> None:
     with open(log, "w") as fh:
         try:
             cp = subprocess.run(
-                ["docker", "build", "--build-arg", f"BASE={base}", "--label", f"{IMAGE_REPO}.image={name}",
+                ["docker", "build", "--build-arg", f"BASE={base}", "--label", f"{IMAGE_REPO}.lab-image={name}",
                  "-t", tag, str(image_dir(name))],
                 stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, timeout=BUILD_TIMEOUT,
             )

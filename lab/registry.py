@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 
 from lab import LabError
-from lab.config import (IMAGE_REPO, LABEL_ROLE, REGISTRY_CONTAINER, REGISTRY_IN_HOST, REGISTRY_VOLUME,
+from lab.config import (LABEL_ROLE, REGISTRY_CONTAINER, REGISTRY_IN_HOST, REGISTRY_VOLUME,
                         SIDECAR_TIMEOUT, STANDIN_IMAGES, UPSTREAM_IMAGES)
 from lab import images
 from lab.engine import container, docker, image_id, inspect, logs, remove_containers, running

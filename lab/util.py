@@ -36,11 +36,15 @@ def run(argv, *, check=True, timeout=120, input=None, env=None, what=None) -> su
     return cp
 
 
+class GiveUp(LabError):
+    """Raised by a wait's check when waiting longer cannot help (e.g. the process died)."""
+
+
 def wait_until(what: str, check, *, timeout: float, interval: float = 1.0, on_fail=None):
     """Call check() until it returns something truthy; bounded in time AND in tries.
 
-    check may raise: the last error is shown if the wait fails. on_fail() returns extra evidence
-    (e.g. a container's last logs) for the error message.
+    check may raise LabError: the last one is shown if the wait fails; GiveUp ends the wait at once.
+    on_fail() returns extra evidence (e.g. a container's last logs) for the error message.
     """
     deadline = time.monotonic() + timeout
     max_tries = int(timeout / interval) + 3
@@ -51,6 +55,8 @@ def wait_until(what: str, check, *, timeout: float, interval: float = 1.0, on_fa
             if result:
                 return result
             last = result
+        except GiveUp:
+            raise
         except LabError as e:
             last = e
         if time.monotonic() >= deadline:

@@ -209,3 +209,36 @@ def test_upstream_references_are_pinned():
     for ref in registry.references("upstream").values():
         assert ":" in ref.rsplit("/", 1)[-1] and not ref.endswith(":latest")
     assert registry.references("standin") == TOP["images"]
+
+
+# --- engine start (fake docker/dockerd on PATH: no real engine touched) ------------------------------
+
+def _fake_bin(tmp_path, monkeypatch, dockerd_body: str):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    mark = tmp_path / "engine-up"
+    (bin_dir / "docker").write_text(f'#!/bin/sh\ntest -e "{mark}"\n')
+    (bin_dir / "dockerd").write_text("#!/bin/sh\n" + dockerd_body.replace("MARK", str(mark)))
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    from lab import engine
+
+    monkeypatch.setattr(engine, "LAB_DIR", tmp_path)
+    monkeypatch.setattr(engine, "DOCKERD_LOG", tmp_path / "dockerd.log")
+    return engine
+
+
+def test_engine_is_started_when_docker_info_does_not_answer(tmp_path, monkeypatch):
+    engine = _fake_bin(tmp_path, monkeypatch, 'echo "fake dockerd"; sleep 1; touch "MARK"; sleep 2\n')
+    assert engine.ensure_engine(timeout=20) == "started"
+    assert engine.ensure_engine(timeout=20) == "running", "idempotent: an answering engine is left alone"
+    assert "fake dockerd" in (tmp_path / "dockerd.log").read_text()
+
+
+def test_engine_that_dies_fails_fast_with_its_log(tmp_path, monkeypatch):
+    from lab import LabError
+
+    engine = _fake_bin(tmp_path, monkeypatch, 'echo "failed to start daemon: boom"; exit 1\n')
+    with pytest.raises(LabError, match="boom"):
+        engine.ensure_engine(timeout=20)
