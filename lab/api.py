@@ -46,7 +46,7 @@ def images(mode: str | None = None) -> dict[str, str]:
     mode = images_mode(mode)
     ensure_engine()
     t = Timer()
-    for name in ["base", *SIDECARS]:
+    for name in ["base", "host", *SIDECARS]:
         _images.ensure(name)
     if mode == "standin":
         refs = registry.publish_standins()
@@ -77,7 +77,7 @@ def up(names: list[str], *, admin_port: int = DEFAULT_ADMIN_PORT, mode: str | No
     ensure_pebble_cert()
     ensure_network(NETWORK, {LABEL_ROLE: "network"})
     refs = images(mode)
-    base = _images.ensure("base")
+    base = _images.ensure("host")  # the base image + the container-only fix in lab/images/host
     labels = _hosts.expected_labels(base, key_fingerprint(pubkey), admin_port)
     entries = {}
     for name in names:

@@ -90,6 +90,15 @@ def test_host_is_a_booted_debian_13(lab):
     assert sh(lab, "findmnt -no TARGET /srv/gitea").stdout.strip() == "/srv/gitea", "the data volume"
 
 
+def test_network_sysctls_writable_like_a_vm_and_nothing_else(lab):
+    # a nested engine writes each new container's network sysctls (its own netns): must work
+    cp = sh(lab, "unshare --net sh -c 'echo 1 > /proc/sys/net/ipv6/conf/lo/disable_ipv6'")
+    assert cp.returncode == 0, cp.stderr
+    # the outer machine's kernel settings stay out of reach
+    assert sh(lab, "test -w /proc/sys/kernel/domainname").returncode != 0
+    assert sh(lab, "test -w /proc/sys/vm/swappiness").returncode != 0
+
+
 def test_ssh_as_admin_with_sudo_on_the_published_port(lab):
     cp = ssh(lab, "sudo -n id -un && id -un")
     assert cp.returncode == 0, cp.stderr
