@@ -242,3 +242,46 @@ def test_engine_that_dies_fails_fast_with_its_log(tmp_path, monkeypatch):
     engine = _fake_bin(tmp_path, monkeypatch, 'echo "failed to start daemon: boom"; exit 1\n')
     with pytest.raises(LabError, match="boom"):
         engine.ensure_engine(timeout=20)
+
+
+# --- bounded waits ---------------------------------------------------------------------------------
+
+def test_wait_until_returns_the_first_truthy_result():
+    from lab.util import wait_until
+
+    answers = iter([False, None, "ready"])
+    assert wait_until("x", lambda: next(answers), timeout=5, interval=0.01) == "ready"
+
+
+def test_wait_until_is_bounded_and_shows_the_evidence():
+    import time as _time
+
+    from lab import LabError
+    from lab.util import wait_until
+
+    calls = []
+
+    def never():
+        calls.append(1)
+        raise LabError("still booting")
+
+    t0 = _time.monotonic()
+    with pytest.raises(LabError) as err:
+        wait_until("the thing", never, timeout=0.3, interval=0.05, on_fail=lambda: "LAST LOGS")
+    assert _time.monotonic() - t0 < 2
+    assert len(calls) <= int(0.3 / 0.05) + 3
+    assert "the thing" in str(err.value) and "still booting" in str(err.value) and "LAST LOGS" in str(err.value)
+
+
+def test_wait_until_gives_up_at_once_when_told():
+    from lab.util import GiveUp, wait_until
+
+    calls = []
+
+    def dead():
+        calls.append(1)
+        raise GiveUp("process exited")
+
+    with pytest.raises(GiveUp, match="process exited"):
+        wait_until("x", dead, timeout=30, interval=0.01)
+    assert calls == [1]
