@@ -14,7 +14,7 @@ from lab import images
 from lab.config import (HOST_PORT_RANGE, LABEL_ADMIN_PORT, LABEL_HOST, LABEL_IMAGE, LABEL_KEY, LABEL_ROLE,
                         NETWORK, PUBLISHED, REGISTRY_VOLUME, SIDECAR_TIMEOUT, SIDECARS, SSH_TIMEOUT,
                         SYSTEMD_TIMEOUT)
-from lab.engine import (container, containers_with_label, docker, logs, remove_containers, remove_volumes,
+from lab.engine import (container, docker, logs, remove_containers, remove_volumes,
                         running)
 from lab.secrets import PEBBLE_DIR, SSH_KEY
 from lab.state import host_entry, known_hosts_lines
@@ -55,10 +55,10 @@ def _free(port: int) -> bool:
             return False
 
 
-def _ports_reserved_by_lab() -> set[int]:
-    """Host ports that stopped lab containers hold in their config (they bind them again at start)."""
+def _ports_reserved() -> set[int]:
+    """Fixed host ports in any container's config, running or stopped (bound again at its start)."""
     taken = set()
-    names = containers_with_label(LABEL_ROLE)
+    names = docker("ps", "-aq", timeout=30).stdout.split()
     if not names:
         return taken
     cp = docker("inspect", "--format", "{{json .HostConfig.PortBindings}}", *names, check=False)
@@ -180,7 +180,7 @@ def create(name: str, base: str, labels: dict[str, str], admin_port: int) -> dic
     label_args = [a for k, v in {**labels, LABEL_HOST: name}.items() for a in ("--label", f"{k}={v}")]
     last = None
     for _attempt in range(5):  # a chosen port may be grabbed before docker binds it: pick again
-        ports = pick_ports(len(PUBLISHED), _ports_reserved_by_lab())
+        ports = pick_ports(len(PUBLISHED), _ports_reserved())
         publish = []
         for port, cport in zip(ports, PUBLISHED.values()):
             publish += ["-p", f"127.0.0.1:{port}:{admin_port if cport is None else cport}"]
