@@ -8,6 +8,20 @@ LABEL_HOST = "gitea-deploy-lab.host"       # which host a sidecar/volume belongs
 LABEL_IMAGE = "gitea-deploy-lab.image"     # the base tag a host was created from
 LABEL_KEY = "gitea-deploy-lab.key"         # fingerprint of the lab key put in authorized_keys
 LABEL_ADMIN_PORT = "gitea-deploy-lab.admin-port"
+LABEL_SPEC = "gitea-deploy-lab.spec"       # hash of HOST_RUN_FLAGS: a host made with other flags is recreated
+
+# How a host container runs (LAB.md section 2), besides names, volumes and ports. Never --privileged:
+# it fails on these machines. Why each flag:
+HOST_RUN_FLAGS = (
+    "--stop-signal", "SIGRTMIN+3", "--stop-timeout", "60",  # systemd's clean shutdown on stop/restart
+    "--cap-add", "SYS_ADMIN",      # systemd (mounts, namespaces) and the nested engine
+    "--cap-add", "NET_ADMIN",      # the nested engine's bridges and iptables
+    "--cap-add", "SYS_PTRACE",     # root may read other users' /proc/PID/ns, as on a VM: without it the
+                                   # nested `docker exec` (health checks!) into a non-root container fails
+    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
+    "--tmpfs", "/run", "--tmpfs", "/run/lock",
+    "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns=host",
+)
 
 DEFAULT_ADMIN_PORT = 2222
 

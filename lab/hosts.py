@@ -1,6 +1,7 @@
 """Lab hosts: Debian 13 containers booting systemd, set up the way cloud-init sets up the EC2
 instance (user admin + sudo + the operator's key, sshd on the admin port), and their sidecars."""
 
+import hashlib
 import json
 import random
 import shlex
@@ -11,11 +12,10 @@ from pathlib import Path
 
 from lab import LAB_DIR, LabError
 from lab import images
-from lab.config import (HOST_PORT_RANGE, LABEL_ADMIN_PORT, LABEL_HOST, LABEL_IMAGE, LABEL_KEY, LABEL_ROLE,
-                        NETWORK, PUBLISHED, REGISTRY_VOLUME, SIDECAR_TIMEOUT, SIDECARS, SSH_TIMEOUT,
-                        SYSTEMD_TIMEOUT)
-from lab.engine import (container, docker, logs, remove_containers, remove_volumes,
-                        running)
+from lab.config import (HOST_PORT_RANGE, HOST_RUN_FLAGS, LABEL_ADMIN_PORT, LABEL_HOST, LABEL_IMAGE, LABEL_KEY,
+                        LABEL_ROLE, LABEL_SPEC, NETWORK, PUBLISHED, REGISTRY_VOLUME, SIDECAR_TIMEOUT, SIDECARS,
+                        SSH_TIMEOUT, SYSTEMD_TIMEOUT)
+from lab.engine import container, docker, logs, remove_containers, remove_volumes, running
 from lab.secrets import PEBBLE_DIR, SSH_KEY
 from lab.state import host_entry, known_hosts_lines
 from lab.util import GiveUp, rel, say, wait_until
@@ -150,8 +150,13 @@ def remove_host(name: str) -> None:
     shutil.rmtree(HOSTS_DIR / name, ignore_errors=True)  # known_hosts and anything else kept per host
 
 
+def run_spec() -> str:
+    return hashlib.sha256("\0".join(HOST_RUN_FLAGS).encode()).hexdigest()[:12]
+
+
 def expected_labels(base: str, key_fp: str, admin_port: int) -> dict[str, str]:
-    return {LABEL_ROLE: "host", LABEL_IMAGE: base, LABEL_KEY: key_fp, LABEL_ADMIN_PORT: str(admin_port)}
+    return {LABEL_ROLE: "host", LABEL_IMAGE: base, LABEL_KEY: key_fp, LABEL_ADMIN_PORT: str(admin_port),
+            LABEL_SPEC: run_spec()}
 
 
 def reusable(name: str, labels: dict[str, str], admin_port: int) -> dict | None:
@@ -161,7 +166,7 @@ def reusable(name: str, labels: dict[str, str], admin_port: int) -> dict | None:
         return None
     have = info["Config"]["Labels"] or {}
     if any(have.get(k) != v for k, v in labels.items()):
-        say(f"{name}: exists but was made from another recipe/key/port: recreating")
+        say(f"{name}: exists but was made from another image/key/port/flags: recreating")
         return None
     try:
         if systemd_state(name) not in ("running", "degraded"):
@@ -187,11 +192,7 @@ def create(name: str, base: str, labels: dict[str, str], admin_port: int) -> dic
         cp = docker(
             "run", "-d", "--name", name, "--hostname", name, *label_args,
             "--network", NETWORK,
-            "--stop-signal", "SIGRTMIN+3", "--stop-timeout", "60",  # systemd's clean shutdown
-            "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
-            "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-            "--tmpfs", "/run", "--tmpfs", "/run/lock",
-            "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cgroupns=host",
+            *HOST_RUN_FLAGS,
             *[a for mount, vol in volumes(name).items() for a in ("-v", f"{vol}:{mount}")],
             *publish, base, "/sbin/init", check=False, timeout=120,
         )

@@ -99,6 +99,13 @@ def test_network_sysctls_writable_like_a_vm_and_nothing_else(lab):
     assert sh(lab, "test -w /proc/sys/vm/swappiness").returncode != 0
 
 
+def test_root_sees_other_users_processes_like_on_a_vm(lab):
+    # the nested engine's `docker exec` (health checks) enters a non-root container's namespaces
+    cp = sh(lab, "setpriv --reuid=65534 --regid=65534 --clear-groups sleep 30 & "
+                 "sleep 0.5; readlink /proc/$!/ns/net; kill $!")
+    assert cp.returncode == 0 and cp.stdout.startswith("net:["), cp.stderr
+
+
 def test_ssh_as_admin_with_sudo_on_the_published_port(lab):
     cp = ssh(lab, "sudo -n id -un && id -un")
     assert cp.returncode == 0, cp.stderr
