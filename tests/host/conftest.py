@@ -51,6 +51,12 @@ class Target:
         with self.host.sudo():
             return self.host.run(f"bash -c {shlex.quote(command)}")
 
+    def service(self, name: str) -> tuple[bool, bool]:
+        """(running, enabled), asked as root: systemctl needs D-Bus for other users."""
+        with self.host.sudo():
+            service = self.host.service(name)
+            return service.is_running, service.is_enabled
+
     def compose(self, args: str):
         return self.sudo(f"docker compose -f {self.data['data_root']}/compose.yaml {args}")
 
@@ -83,13 +89,15 @@ def _http_exchange(sock, domain: str, path: str) -> tuple[int, dict, str]:
 
 
 def _inventory_hosts(config) -> list[tuple[str, dict]]:
-    from pyinfra.context import ctx_inventory
+    from pyinfra.api import State
+    from pyinfra.context import ctx_inventory, ctx_state
     from pyinfra_cli.inventory import make_inventory
 
     path = config.getoption("--inventory")
     if not path:
         return []
-    inventory = make_inventory(path, cwd=str(REPO))
+    with ctx_state.use(State()):  # pyinfra reads inventory files inside a state context
+        inventory = make_inventory(path, cwd=str(REPO))
     with ctx_inventory.use(inventory):
         hosts = [(h.name, h.data.dict()) for h in inventory]
     limit = config.getoption("--limit")

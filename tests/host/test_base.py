@@ -14,9 +14,9 @@ def test_sshd_effective_settings(target):
 
 
 def test_sshd_running_and_enabled(target):
-    ssh = target.host.service("ssh")
-    assert ssh.is_running and ssh.is_enabled
+    assert target.service("ssh") == (True, True)
 
 
 def test_time_zone(target):
-    assert target.host.file("/etc/localtime").linked_to == f"/usr/share/zoneinfo/{target.data['timezone']}"
+    zone = target.sudo(f"readlink -f /etc/localtime /usr/share/zoneinfo/{target.data['timezone']}").stdout.split()
+    assert len(zone) == 2 and zone[0] == zone[1]
