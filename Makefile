@@ -4,9 +4,9 @@ PY    := .venv/bin/python
 PIP   := .venv/bin/pip
 LAB   ?= gitea-lab-1
 
-# Debian packages the control machine needs: the engine and debootstrap for the lab, nginx for
-# `nginx -t` of rendered templates, openssl for lab certificates.
-HOST_PACKAGES := docker.io debootstrap nginx-light openssl git
+# Debian packages the control machine needs: the engine and debootstrap for the lab, openssl
+# for lab certificates, git for the clone itself.
+HOST_PACKAGES := docker.io debootstrap openssl git
 
 .PHONY: venv host-packages engine lab lab-down test test-unit test-lab test-terraform bench
 
