@@ -1,5 +1,7 @@
 """Names the lab owns. Everything Docker-side carries the label ``gitea-deploy-lab.role``."""
 
+from tasks.settings import defaults as _deploy_defaults
+
 NETWORK = "gitea-lab"                      # lab-owned bridge: attacker containers can reach hosts' IPs
 IMAGE_REPO = "gitea-deploy-lab"            # local image names: gitea-deploy-lab/<name>:<content hash>
 
@@ -40,10 +42,11 @@ STANDIN_IMAGES = {
     "gitea": ("gitea-standin", "lab/gitea-standin", "1.24.6"),
     "postgres": ("postgres", "lab/postgres", "17"),
 }
-# LAB_IMAGES=upstream: the real pinned references (pulled from the internet where reachable).
+# LAB_IMAGES=upstream: the real pinned references production uses (its defaults), pulled from
+# the internet where reachable.
 UPSTREAM_IMAGES = {
-    "gitea": "docker.gitea.com/gitea:1.24.6-rootless",
-    "postgres": "docker.io/library/postgres:17.6-trixie",
+    "gitea": _deploy_defaults()["gitea_image"],
+    "postgres": _deploy_defaults()["postgres_image"],
 }
 IMAGES_MODES = ("standin", "upstream")
 
