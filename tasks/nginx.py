@@ -4,7 +4,6 @@ Stages, because nginx must run before any certificate exists: the port-80 vhost 
 the certificate (tasks/certbot.py) through it, then the 443 vhost that uses the certificate.
 """
 
-from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, server, systemd
 

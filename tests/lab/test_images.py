@@ -13,7 +13,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import threading
 import time
@@ -22,13 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import skip_because
 
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
-IMAGES_DIR = REPO / "lab" / "images"
-BASE_IMAGE = os.environ.get("GITEA_LAB_TEST_BASE", "gitea-deploy-lab/base:dev")
 PREFIX = "gitea-lab-test-"
 LABEL = "gitea-deploy.test=test_images"
 RUN = uuid.uuid4().hex[:8]
@@ -78,49 +74,12 @@ def remove_leftovers():
 
 
 @pytest.fixture(scope="module")
-def engine():
-    if not shutil.which("docker"):
-        skip_because("no docker client on PATH")
-    try:
-        cp = docker("info", "--format", "{{.ServerVersion}}", check=False, timeout=20)
-    except subprocess.TimeoutExpired:
-        skip_because("the Docker engine did not answer `docker info` within 20 s")
-    if cp.returncode != 0:
-        skip_because(f"no Docker engine answers: {cp.stderr.strip()[:300]}")
+def lab_image(lab_engine):
+    """THE one place this module gets images from: the lab tool's content-tagged builds."""
+    from lab import images
+
     remove_leftovers()
-
-
-@pytest.fixture(scope="module")
-def lab_image(engine):
-    """THE one place this module gets images from: name -> image reference.
-
-    Today: `docker build` FROM the base tag (layer cache makes a rebuild of unchanged files cheap).
-    GITEA_LAB_TEST_IMAGES=lab switches to the lab tool's content-tagged `lab.images.ensure(name)`.
-    """
-    built: dict[str, str] = {}
-
-    def get(name: str) -> str:
-        if name in built:
-            return built[name]
-        if os.environ.get("GITEA_LAB_TEST_IMAGES") == "lab":
-            from lab import images
-
-            built[name] = images.ensure(name)
-            return built[name]
-        if docker("image", "inspect", BASE_IMAGE, check=False).returncode != 0:
-            skip_because(f"base image {BASE_IMAGE} is missing (build it with the lab tool first)")
-        tag = f"gitea-lab-test/{name}:dev"
-        started = time.monotonic()
-        cp = subprocess.run(
-            ["docker", "build", "-q", "--build-arg", f"BASE={BASE_IMAGE}", "-t", tag, str(IMAGES_DIR / name)],
-            capture_output=True, text=True, timeout=900, env=dict(os.environ, DOCKER_BUILDKIT="0"),
-        )
-        assert cp.returncode == 0, f"building {name} failed:\n{cp.stdout[-3000:]}\n{cp.stderr[-3000:]}"
-        print(f"image {name}: {tag} ready in {time.monotonic() - started:.1f} s")
-        built[name] = tag
-        return tag
-
-    return get
+    return images.ensure
 
 
 class ProcessSampler:

@@ -5,13 +5,11 @@ the deploy would see it, then rebooted, reused and removed. Steps run in file or
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 
 import pytest
 
-from tests.conftest import skip_because
 
 pytestmark = pytest.mark.lab
 
@@ -20,15 +18,8 @@ TIMINGS: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
-def lab():
-    if not shutil.which("docker"):
-        skip_because("no docker client on PATH (make host-packages installs docker.io)")
-    from lab import api
-
-    try:
-        api.engine()
-    except (RuntimeError, subprocess.SubprocessError, OSError) as error:
-        skip_because(f"no Docker engine could be started: {error}")
+def lab(lab_engine):
+    api = lab_engine
     api.down([NAME])  # a stale host of an interrupted run
     t0 = time.monotonic()
     api.up([NAME])

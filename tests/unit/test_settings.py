@@ -1,6 +1,5 @@
 """Inventory data is checked before anything is touched: each bad value named with its reason."""
 
-import json
 import subprocess
 import sys
 import textwrap
