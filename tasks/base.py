@@ -1,19 +1,24 @@
-"""The host itself: packages the rest needs, time zone, and the administrator's hardened sshd."""
+"""The host itself: packages the rest needs, security updates, time zone, and the
+administrator's hardened sshd."""
 
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, server, systemd
 
 from tasks import settings
-from tasks.common import apt_install, template
+from tasks.common import REPO, apt_install, template
 
-PACKAGES = ["ca-certificates", "curl", "openssl", "tzdata"]
+PACKAGES = ["ca-certificates", "curl", "openssl", "tzdata", "unattended-upgrades"]
 SSHD_DROP_IN = "/etc/ssh/sshd_config.d/gitea-deploy.conf"
 
 
 @deploy("Base system", data_defaults=settings.defaults("base"))
 def base():
+    files.put(name="apt waits for the dpkg lock", src=str(REPO / "files/base/50gitea-deploy"),
+              dest="/etc/apt/apt.conf.d/50gitea-deploy", mode="644")
     apt_install(PACKAGES)
+    files.put(name="Daily security updates", src=str(REPO / "files/base/20auto-upgrades"),
+              dest="/etc/apt/apt.conf.d/20auto-upgrades", mode="644")
 
     files.link(
         name="Time zone",

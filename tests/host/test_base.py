@@ -20,3 +20,12 @@ def test_sshd_running_and_enabled(target):
 def test_time_zone(target):
     zone = target.sudo(f"readlink -f /etc/localtime /usr/share/zoneinfo/{target.data['timezone']}").stdout.split()
     assert len(zone) == 2 and zone[0] == zone[1]
+
+
+def test_security_updates_are_automatic(target):
+    assert target.host.package("unattended-upgrades").is_installed
+    config = target.sudo("apt-config dump").stdout
+    assert 'APT::Periodic::Unattended-Upgrade "1";' in config
+    assert 'DPkg::Lock::Timeout "600";' in config
+    # Debian's default origins: the security archive is among them
+    assert "label=Debian-Security" in target.sudo("cat /etc/apt/apt.conf.d/50unattended-upgrades").stdout
