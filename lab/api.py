@@ -6,6 +6,10 @@
     api.reboot("gitea-lab-1")
     api.pebble_root("gitea-lab-1")        # pebble's current root CA (PEM); new after every reboot
     api.down(["gitea-lab-1"])
+
+Two hosts that must see the same AWS (a backup on one, restored on the other after it is gone):
+    api.up(["host-a"], aws="drill")       # moto in container gitea-lab-aws-drill, 127.0.0.1:5050 in each host
+    api.aws_down("drill")
 """
 
 import os
@@ -24,7 +28,7 @@ from lab.secrets import PEBBLE_CERT, PEBBLE_DIR, SSH_KEY, ensure_pebble_cert, en
 from lab.util import Timer, locked, rel, say
 
 __all__ = ["engine", "images", "up", "down", "reboot", "state", "status", "pebble_root", "exec",
-           "ssh_command", "images_mode", "LabError"]
+           "ssh_command", "images_mode", "aws_down", "LabError"]
 
 
 def images_mode(mode: str | None = None) -> str:
@@ -64,8 +68,12 @@ def _top(mode: str, refs: dict[str, str]) -> dict:
     return {"ssh_key": rel(SSH_KEY), "acme_ca_bundle": rel(PEBBLE_CERT), "images_mode": mode, "images": refs}
 
 
-def up(names: list[str], *, admin_port: int = DEFAULT_ADMIN_PORT, mode: str | None = None) -> dict:
-    """Bring lab hosts up (reuse running healthy ones); returns the new state."""
+def up(names: list[str], *, admin_port: int = DEFAULT_ADMIN_PORT, mode: str | None = None,
+       aws: str | None = None) -> dict:
+    """Bring lab hosts up (reuse running healthy ones); returns the new state.
+
+    aws: name of a shared emulated AWS (one moto server for every host given the same name, which
+    outlives them); None: each host has its own moto, gone with the host."""
     if not names:
         raise LabError("up: name at least one host")
     for n in names:
@@ -86,7 +94,7 @@ def up(names: list[str], *, admin_port: int = DEFAULT_ADMIN_PORT, mode: str | No
             info = _hosts.reusable(name, labels, admin_port)
             if info is not None:
                 say(f"{name}: running and healthy: reused")
-                _hosts.ensure_sidecars(name, fresh=False)
+                _hosts.ensure_sidecars(name, fresh=False, aws=aws)
             else:
                 _hosts.remove_host(name)
                 say(f"{name}: creating from {base}")
@@ -96,8 +104,8 @@ def up(names: list[str], *, admin_port: int = DEFAULT_ADMIN_PORT, mode: str | No
                 info = container(name)
                 _hosts.write_known_hosts(name, info, admin_port)
                 _hosts.wait_ssh(name, _hosts.ports_of(info, admin_port)["ssh_port"])
-                _hosts.ensure_sidecars(name, fresh=True)
-            entries[name] = _hosts.entry(name, info, admin_port)
+                _hosts.ensure_sidecars(name, fresh=True, aws=aws)
+            entries[name] = _hosts.entry(name, info, admin_port, aws)
             say(f"{name}: ready in {t}")
     new = _state.update(top=_top(mode, refs), hosts=entries)
     for name in names:
@@ -124,6 +132,7 @@ def reboot(name: str) -> dict:
         if info is None or (info["Config"]["Labels"] or {}).get(LABEL_ROLE) != "host":
             raise LabError(f"reboot: no lab host {name!r} (run `python -m lab up {name}`)")
         admin_port = _admin_port(info)
+        aws = _hosts.sidecar_aws(name)  # a host on a shared AWS stays on it
         say(f"{name}: rebooting")
         cp = docker("restart", "-t", "60", name, check=False, timeout=180)
         if cp.returncode != 0:
@@ -132,8 +141,8 @@ def reboot(name: str) -> dict:
         info = container(name)
         _hosts.write_known_hosts(name, info, admin_port)
         _hosts.wait_ssh(name, _hosts.ports_of(info, admin_port)["ssh_port"])
-        _hosts.ensure_sidecars(name, fresh=True)
-        new = _state.update(hosts={name: _hosts.entry(name, info, admin_port)})
+        _hosts.ensure_sidecars(name, fresh=True, aws=aws)
+        new = _state.update(hosts={name: _hosts.entry(name, info, admin_port, aws)})
     say(f"{name}: rebooted in {t} (pebble has a new root CA now)")
     return new
 
@@ -166,6 +175,13 @@ def down(names: list[str] | None = None, *, all: bool = False) -> dict:
                 p.unlink()
     say(f"removed the registry, network {NETWORK} and the lab state; built images kept as cache")
     return _state.empty()
+
+
+def aws_down(name: str) -> None:
+    """Remove a shared emulated AWS (its buckets and parameters are gone with it). Idempotent."""
+    ensure_engine()
+    remove_containers(_hosts.aws_container(name))
+    say(f"shared AWS {name}: removed")
 
 
 def state() -> dict:

@@ -46,9 +46,17 @@ def cmd_images(ns):
 @command("up", "create (or reuse) lab hosts and their sidecars; write .lab/state.json",
          arg("names", nargs="+", metavar="NAME"),
          arg("--admin-port", type=int, default=2222, help="the admin sshd port inside the host (2222)"),
-         arg("--mode", choices=["standin", "upstream"], help="images mode; default: $LAB_IMAGES or standin"))
+         arg("--mode", choices=["standin", "upstream"], help="images mode; default: $LAB_IMAGES or standin"),
+         arg("--aws", metavar="SHARED", help="relay 127.0.0.1:5050 to the shared moto SHARED (same AWS for "
+                                             "every host given it; it outlives them) instead of a private one"))
 def cmd_up(ns):
-    _api().up(ns.names, admin_port=ns.admin_port, mode=ns.mode)
+    _api().up(ns.names, admin_port=ns.admin_port, mode=ns.mode, aws=ns.aws)
+
+
+@command("aws-down", "remove a shared emulated AWS (`up --aws SHARED`) and everything stored in it",
+         arg("name", metavar="SHARED"))
+def cmd_aws_down(ns):
+    _api().aws_down(ns.name)
 
 
 @command("reboot", "reboot a host (docker restart) and bring its sidecars back", arg("name", metavar="NAME"))

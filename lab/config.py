@@ -11,6 +11,7 @@ LABEL_IMAGE = "gitea-deploy-lab.image"     # the base tag a host was created fro
 LABEL_KEY = "gitea-deploy-lab.key"         # fingerprint of the lab key put in authorized_keys
 LABEL_ADMIN_PORT = "gitea-deploy-lab.admin-port"
 LABEL_SPEC = "gitea-deploy-lab.spec"       # hash of HOST_RUN_FLAGS: a host made with other flags is recreated
+LABEL_AWS = "gitea-deploy-lab.aws"         # on a moto sidecar: the shared emulated AWS it forwards to
 
 # How a host container runs (LAB.md section 2), besides names, volumes and ports. Never --privileged:
 # it fails on these machines. Why each flag:
@@ -52,6 +53,11 @@ IMAGES_MODES = ("standin", "upstream")
 
 # Sidecars: suffix -> lab image dir. They share the host's network namespace (--network container:H).
 SIDECARS = ("registry", "pebble", "moto")
+
+# Shared emulated AWS (`up --aws NAME`): one moto server in container AWS_PREFIX + NAME on the lab
+# network, which several hosts reach on their own 127.0.0.1:MOTO_PORT through a forwarding sidecar.
+AWS_PREFIX = "gitea-lab-aws-"
+MOTO_PORT = 5050
 
 # Bounds (seconds) for every wait.
 ENGINE_TIMEOUT = 90

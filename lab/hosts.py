@@ -11,14 +11,14 @@ import subprocess
 from pathlib import Path
 
 from lab import LAB_DIR, LabError
-from lab import images
-from lab.config import (HOST_PORT_RANGE, HOST_RUN_FLAGS, LABEL_ADMIN_PORT, LABEL_HOST, LABEL_IMAGE, LABEL_KEY,
-                        LABEL_ROLE, LABEL_SPEC, NETWORK, PUBLISHED, REGISTRY_VOLUME, SIDECAR_TIMEOUT, SIDECARS,
-                        SSH_TIMEOUT, SYSTEMD_TIMEOUT)
+from lab import forward, images
+from lab.config import (AWS_PREFIX, HOST_PORT_RANGE, HOST_RUN_FLAGS, LABEL_ADMIN_PORT, LABEL_AWS, LABEL_HOST,
+                        LABEL_IMAGE, LABEL_KEY, LABEL_ROLE, LABEL_SPEC, MOTO_PORT, NETWORK, PUBLISHED,
+                        REGISTRY_VOLUME, SIDECAR_TIMEOUT, SIDECARS, SSH_TIMEOUT, SYSTEMD_TIMEOUT)
 from lab.engine import container, docker, logs, remove_containers, remove_volumes, running
 from lab.secrets import PEBBLE_DIR, SSH_KEY
 from lab.state import host_entry, known_hosts_lines
-from lab.util import GiveUp, rel, say, wait_until
+from lab.util import GiveUp, locked, rel, say, wait_until
 
 HOSTS_DIR = LAB_DIR / "hosts"
 
@@ -271,8 +271,8 @@ def wait_ssh(name: str, port: int) -> None:
                on_fail=lambda: exec_(name, "systemctl status ssh --no-pager -l | tail -20").stdout)
 
 
-def entry(name: str, info: dict, admin_port: int) -> dict:
-    return host_entry(ip=ip_of(info), known_hosts=rel(known_hosts_file(name)), **ports_of(info, admin_port))
+def entry(name: str, info: dict, admin_port: int, aws: str | None = None) -> dict:
+    return host_entry(ip=ip_of(info), known_hosts=rel(known_hosts_file(name)), aws=aws, **ports_of(info, admin_port))
 
 
 # --- sidecars ----------------------------------------------------------------------------------------
@@ -294,20 +294,35 @@ def sidecar_answers(name: str, kind: str) -> bool:
     return True
 
 
-def _run_sidecar(name: str, kind: str, host_id: str) -> None:
+def _run_sidecar(name: str, kind: str, host_id: str, aws: str | None = None) -> None:
     tag = images.ensure(kind)
     extra = {
         "registry": ["-v", f"{REGISTRY_VOLUME}:/var/lib/docker-registry"],
         "pebble": ["-v", f"{PEBBLE_DIR}:/certs:ro"],
         "moto": [],
     }[kind]
+    command = []
+    if kind == "moto" and aws:
+        # Same address inside the host, but relayed to the shared server: the deploy sees no difference.
+        extra = ["--label", f"{LABEL_AWS}={aws}"]
+        command = ["python3", "-c", Path(forward.__file__).read_text(),
+                   f"127.0.0.1:{MOTO_PORT}", f"{ensure_shared_aws(aws)}:{MOTO_PORT}"]
     docker("run", "-d", "--name", sidecar_name(name, kind), "--init",
            "--label", f"{LABEL_ROLE}=sidecar", "--label", f"{LABEL_HOST}={name}",
-           "--network", f"container:{host_id}", *extra, tag)
+           "--network", f"container:{host_id}", *extra, tag, *command)
 
 
-def ensure_sidecars(name: str, *, fresh: bool) -> None:
-    """Start (or with fresh=False: keep the ones that answer) the host's sidecars; wait for each."""
+def sidecar_aws(name: str) -> str | None:
+    """The shared emulated AWS a host's moto sidecar forwards to (None: the host's own moto)."""
+    info = container(sidecar_name(name, "moto"))
+    return ((info or {}).get("Config", {}).get("Labels") or {}).get(LABEL_AWS) or None
+
+
+def ensure_sidecars(name: str, *, fresh: bool, aws: str | None = None) -> None:
+    """Start (or with fresh=False: keep the ones that answer) the host's sidecars; wait for each.
+
+    aws: the name of a shared emulated AWS (see ensure_shared_aws) the moto sidecar relays to,
+    instead of running the host's own moto."""
     host_id = container(name)["Id"]
     started = []
     for kind in SIDECARS:
@@ -316,12 +331,13 @@ def ensure_sidecars(name: str, *, fresh: bool) -> None:
             info = container(sc)
             try:
                 if (running(info) and info["HostConfig"]["NetworkMode"] == f"container:{host_id}"
-                        and info["Config"]["Image"] == images.ensure(kind) and sidecar_answers(name, kind)):
+                        and info["Config"]["Image"] == images.ensure(kind)
+                        and (kind != "moto" or sidecar_aws(name) == aws) and sidecar_answers(name, kind)):
                     continue
             except LabError:
                 pass
         remove_containers(sc)
-        _run_sidecar(name, kind, host_id)
+        _run_sidecar(name, kind, host_id, aws)
         started.append(kind)
     for kind in started:
         sc = sidecar_name(name, kind)
@@ -333,6 +349,45 @@ def ensure_sidecars(name: str, *, fresh: bool) -> None:
 
         wait_until(f"{sc} to answer inside {name}", answers, timeout=SIDECAR_TIMEOUT, interval=0.5,
                    on_fail=lambda sc=sc: logs(sc))
+
+
+# --- shared emulated AWS -----------------------------------------------------------------------------
+
+def aws_container(aws: str) -> str:
+    return f"{AWS_PREFIX}{aws}"
+
+
+def ensure_shared_aws(aws: str) -> str:
+    """Start (or reuse) the shared moto server `aws` on the lab network; return its IP there.
+
+    It listens on its own address on the lab bridge (never published on the machine), so only lab
+    containers reach it. Its state is in memory and outlives the hosts that use it, not itself."""
+    validate_name(aws)
+    cname = aws_container(aws)
+    with locked(f"aws-{aws}"):  # hosts brought up at once must not start it twice
+        return _ensure_shared_aws(cname)
+
+
+def _ensure_shared_aws(cname: str) -> str:
+    info = container(cname)
+    if not running(info) or info["Config"]["Image"] != images.ensure("moto"):
+        remove_containers(cname)
+        docker("run", "-d", "--name", cname, "--init", "--label", f"{LABEL_ROLE}=aws",
+               "--network", NETWORK, "-e", "MOTO_HOST=0.0.0.0", "-e", f"MOTO_PORT={MOTO_PORT}",
+               images.ensure("moto"))
+
+        def answers():
+            if not running(container(cname)):
+                raise GiveUp(f"{cname} exited\n{logs(cname)}")
+            cp = docker("exec", cname, "sh", "-c", SIDECAR_PROBES["moto"], check=False, timeout=30)
+            if cp.returncode != 0:
+                raise LabError(f"moto probe exit {cp.returncode}: {cp.stderr.strip()[-300:]}")
+            return True
+
+        wait_until(f"{cname} to answer", answers, timeout=SIDECAR_TIMEOUT, interval=0.5,
+                   on_fail=lambda: logs(cname))
+        info = container(cname)
+    return info["NetworkSettings"]["Networks"][NETWORK]["IPAddress"]
 
 
 def sidecar_states(name: str) -> dict[str, str]:

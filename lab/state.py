@@ -21,9 +21,13 @@ def empty() -> dict:
 
 
 def host_entry(*, ip: str, ssh_port: int, https_port: int, http_port: int, git_ssh_port: int,
-               known_hosts: str) -> dict:
-    return {"ip": ip, "ssh_port": int(ssh_port), "https_port": int(https_port), "http_port": int(http_port),
-            "git_ssh_port": int(git_ssh_port), "known_hosts": known_hosts}
+               known_hosts: str, aws: str | None = None) -> dict:
+    """One host's entry. `aws` (only when set): the shared emulated AWS its moto sidecar relays to."""
+    entry = {"ip": ip, "ssh_port": int(ssh_port), "https_port": int(https_port), "http_port": int(http_port),
+             "git_ssh_port": int(git_ssh_port), "known_hosts": known_hosts}
+    if aws:
+        entry["aws"] = aws
+    return entry
 
 
 def merge(old: dict | None, *, top: dict | None = None, hosts: dict | None = None,

@@ -285,3 +285,65 @@ def test_wait_until_gives_up_at_once_when_told():
     with pytest.raises(GiveUp, match="process exited"):
         wait_until("x", dead, timeout=30, interval=0.01)
     assert calls == [1]
+
+
+# --- shared emulated AWS ----------------------------------------------------------------------------
+
+def test_host_entry_names_a_shared_aws_only_when_there_is_one():
+    ports = dict(ip="172.20.0.2", ssh_port=1, https_port=2, http_port=3, git_ssh_port=4, known_hosts="k")
+    assert "aws" not in state.host_entry(**ports)
+    assert state.host_entry(**ports, aws="drill")["aws"] == "drill"
+
+
+def test_forwarder_relays_both_ways_and_closes_when_the_target_is_dead():
+    """The moto sidecar of a host on a shared AWS is this relay: bytes must pass unchanged."""
+    import asyncio
+    import socket
+
+    from lab import forward
+
+    async def scenario():
+        async def echo(reader, writer):
+            writer.write(b"got:" + await reader.read(100))
+            await writer.drain()
+            writer.close()
+
+        target = await asyncio.start_server(echo, "127.0.0.1", 0)
+        target_port = target.sockets[0].getsockname()[1]
+        relay = await forward.serve(("127.0.0.1", 0), ("127.0.0.1", target_port))
+        relay_port = relay.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", relay_port)
+        writer.write(b"ping")
+        writer.write_eof()
+        answer = await asyncio.wait_for(reader.read(), timeout=5)
+        writer.close()
+
+        with socket.socket() as s:  # a port nothing listens on
+            s.bind(("127.0.0.1", 0))
+            dead_port = s.getsockname()[1]
+        dead = await forward.serve(("127.0.0.1", 0), ("127.0.0.1", dead_port))
+        reader, writer = await asyncio.open_connection("127.0.0.1", dead.sockets[0].getsockname()[1])
+        closed = await asyncio.wait_for(reader.read(), timeout=15)
+        writer.close()
+        for server in (target, relay, dead):
+            server.close()
+        return answer, closed
+
+    answer, closed = asyncio.run(scenario())
+    assert answer == b"got:ping"
+    assert closed == b""
+
+
+def test_forwarder_address_parsing():
+    from lab import forward
+
+    assert forward.address("127.0.0.1:5050") == ("127.0.0.1", 5050)
+    with pytest.raises(ValueError):
+        forward.address("5050")
+
+
+def test_cli_up_takes_a_shared_aws():
+    ns = cli.parser().parse_args(["up", "h1", "h2", "--aws", "drill"])
+    assert ns.aws == "drill" and ns.names == ["h1", "h2"]
+    assert cli.parser().parse_args(["up", "h1"]).aws is None
+    assert "aws-down" in cli.COMMANDS
