@@ -26,6 +26,15 @@ _lab_data = {
     "acme_ca_bundle": _ca_bundle,
     "gitea_image": _state["images"]["gitea"],
     "postgres_image": _state["images"]["postgres"],
+    # Backups: the emulated AWS (moto) answers on 127.0.0.1:5050 in every host, and takes any static
+    # key; Terraform's outputs give production its bucket, region and SSM path, the instance role its keys.
+    "aws_region": "us-east-1",
+    "s3_endpoint": "http://127.0.0.1:5050",
+    "backup_s3_bucket": "gitea-lab-backups",
+    "backup_aws_access_key_id": "lab-moto-key",
+    "backup_aws_secret_access_key": "lab-moto-not-secret",
+    "ssm_parameter_path": "/gitea-deploy/lab",
+    "backup_local_repository": "/srv/gitea/backup/restic",
 }
 
 lab = checked_hosts(

@@ -107,6 +107,79 @@ def one_of(*choices: str) -> Callable[[str], str | None]:
     return lambda value: None if value in choices else f"must be one of {', '.join(choices)}"
 
 
+# backup checks
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
+_CRON_NICKNAMES = {"@hourly", "@daily", "@midnight", "@weekly", "@monthly", "@yearly", "@annually"}
+
+
+def cron_schedule(value: str) -> str | None:
+    """Five numeric cron fields (*, lists, ranges, steps) or a nickname such as @hourly."""
+    if value in _CRON_NICKNAMES:
+        return None
+    fields = value.split()
+    if len(fields) != 5:
+        return "is not a cron schedule: five fields (e.g. 15 * * * *) or @hourly/@daily/..."
+    for text, (what, low, high) in zip(fields, _CRON_FIELDS):
+        for part in text.split(","):
+            span, _, step = part.partition("/")
+            bounds = [] if span == "*" else span.split("-")
+            numbers = [*bounds, *([step] if step else [])]
+            if not all(n.isdigit() for n in numbers) or len(bounds) > 2 or (step and int(step) == 0) \
+                    or not all(low <= int(n) <= high for n in bounds):
+                return f"has a bad {what} field {text!r} (numbers {low}-{high}, *, a-b, /step, lists)"
+    return None
+
+
+def s3_bucket(value: str) -> str | None:
+    ok = re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", value) and ".." not in value
+    if not ok or re.match(r"^\d+\.\d+\.\d+\.\d+$", value):
+        return "is not an S3 bucket name (3-63 of a-z 0-9 . -)"
+    return None
+
+
+def key_prefix(value: str) -> str | None:
+    # The same rule as terraform/variables.tf backup_s3_prefix: the IAM policy is written for it.
+    if re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)*$", value):
+        return None
+    return "must be a relative key prefix without leading or trailing / (e.g. gitea or prod/gitea)"
+
+
+def ssm_path(value: str) -> str | None:
+    # The same rule as terraform/variables.tf ssm_parameter_path.
+    if re.match(r"^(/[A-Za-z0-9_.-]+)+$", value) and not re.match(r"^/(aws|ssm)", value.lower()):
+        return None
+    return "must look like /a/b (no trailing /) and not start with /aws or /ssm"
+
+
+def endpoint_url(value: str) -> str | None:
+    return None if re.match(r"^https?://[^/\s]+/?$", value) else "must be http(s)://host[:port] with no path"
+
+
+def aws_region(value: str) -> str | None:
+    return None if re.match(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$", value) else "is not an AWS region (e.g. eu-central-1)"
+
+
+def not_a_real_aws_key(value: str) -> str | None:
+    # Static keys are for emulated AWS only; production uses the instance role.
+    if re.match(r"^(AKIA|ASIA)[A-Z0-9]{12,}$", value):
+        return "looks like a real AWS access key: production uses the instance role, never static keys"
+    return None
+
+
+def bounded(low: int, high: int) -> Callable[[int], str | None]:
+    return lambda value: None if low <= value <= high else f"must be {low}-{high}"
+
+
+def percentage(value: str) -> str | None:
+    return None if re.match(r"^(100|[1-9][0-9]?)(\.[0-9]+)?%$", value) else "must be a percentage (e.g. 5%)"
+
+
+def snapshot_id(value: str | int) -> str | None:
+    if isinstance(value, int):  # pyinfra's --data turns 12345678 into a number: leading zeros are lost
+        return "is a number: pass the ID as a JSON string, --data 'restore_snapshot=\"01234567\"'"
+    return None if value == "latest" or re.match(r"^[0-9a-f]{8,64}$", value) else "must be latest or a snapshot ID"
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -160,6 +233,56 @@ SETTINGS: tuple[Setting, ...] = (
             pem_certificates),
     Setting("nginx_client_max_body_size", "nginx", str, "512M",
             "Largest request nginx passes to Gitea (pushes, LFS, attachments).", size),
+    # backup: restic to S3 and/or a local repository, on a cron schedule (tasks/backup.py,
+    # docs/concepts/backup.md). The AWS names come from Terraform's outputs.
+    Setting("aws_region", "backup", (str, type(None)), None,
+            "AWS region of the backup bucket and the SSM parameters (Terraform output).", aws_region),
+    Setting("backup_s3_bucket", "backup", (str, type(None)), None,
+            "S3 bucket of the restic repository (Terraform output); None: no S3 repository.", s3_bucket),
+    Setting("backup_s3_prefix", "backup", str, "gitea",
+            "Key prefix of the restic repository in the bucket (the instance role may use only it).", key_prefix),
+    Setting("s3_endpoint", "backup", (str, type(None)), None,
+            "Emulated AWS only (the lab's moto): endpoint for S3 and SSM. None: the real AWS endpoints.",
+            endpoint_url),
+    Setting("backup_aws_access_key_id", "backup", (str, type(None)), None,
+            "Emulated AWS only: a static key ID. None in production: restic and boto3 use the instance role.",
+            not_a_real_aws_key),
+    Setting("backup_aws_secret_access_key", "backup", (str, type(None)), None,
+            "Emulated AWS only: the static key's secret (written root-only on the host, never in backup.env)."),
+    Setting("ssm_parameter_path", "backup", (str, type(None)), None,
+            "SSM Parameter Store path (Terraform output); the restic password is kept at "
+            "<path>/restic_password so a replacement host can restore. None: not kept in SSM.", ssm_path),
+    Setting("backup_local_repository", "backup", (str, type(None)), None,
+            "A second restic repository on the data volume (fast restores, kept when S3 is down); None: none.",
+            absolute_path),
+    Setting("backup_schedule", "backup", str, "15 * * * *", "When cron runs the backup job (default hourly).",
+            cron_schedule),
+    Setting("backup_keep_hourly", "backup", int, 24, "Retention: newest snapshot of each of the last N hours.",
+            bounded(0, 10000)),
+    Setting("backup_keep_daily", "backup", int, 7, "Retention: newest snapshot of each of the last N days.",
+            bounded(0, 10000)),
+    Setting("backup_keep_weekly", "backup", int, 4, "Retention: newest snapshot of each of the last N weeks.",
+            bounded(0, 10000)),
+    Setting("backup_keep_monthly", "backup", int, 12, "Retention: newest snapshot of each of the last N months.",
+            bounded(0, 10000)),
+    Setting("backup_stop_gitea", "backup", bool, True,
+            "Stop Gitea while the database is dumped and the files are snapshotted (DB and repositories "
+            "agree; costs a pause of seconds). False: no pause, repositories may be ahead of the DB."),
+    Setting("backup_read_data_subset", "backup", str, "5%",
+            "Share of the repository's data `restic check --read-data-subset` reads back.", percentage),
+    Setting("backup_read_data_days", "backup", int, 7, "Days between read-data checks (after a backup).",
+            bounded(1, 366)),
+    # node_exporter: the host's metrics, on loopback only (tasks/node_exporter.py)
+    Setting("node_exporter_port", "node_exporter", int, 9100, "Port of node_exporter, bound to 127.0.0.1 only.",
+            port),
+    Setting("node_exporter_textfile_dir", "node_exporter", str, "/var/lib/prometheus/node-exporter",
+            "node_exporter's textfile collector directory (the backup job writes its outcome there).",
+            absolute_path),
+    # restore: run-time choices of `pyinfra INVENTORY restore.py` (--data restore_snapshot=...)
+    Setting("restore_snapshot", "restore", (str, int), "latest", "The snapshot restore.py restores.",
+            snapshot_id),
+    Setting("restore_force", "restore", bool, False,
+            "Let restore.py overwrite a host that already holds repositories or users."),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -191,6 +314,7 @@ def problems(data: dict[str, Any]) -> list[str]:
         if s.check and value is not None and (why := s.check(value)):
             found.append(f"{s.name}: {value!r} {why}")
     found.extend(_cross_checks(data))
+    found.extend(_backup_cross_checks(data))
     return found
 
 
@@ -203,6 +327,32 @@ def _cross_checks(data: dict[str, Any]) -> list[str]:
         if value in seen:
             found.append(f"{key}: {value!r} is already used by {seen[value]}")
         seen.setdefault(value, key)
+    return found
+
+
+def _backup_cross_checks(data: dict[str, Any]) -> list[str]:
+    def get(key: str) -> Any:
+        return data.get(key, BY_NAME[key].default)
+
+    found = []
+    if not get("backup_s3_bucket") and not get("backup_local_repository"):
+        found.append("backup_s3_bucket: no backup repository: set it (production: Terraform's output) "
+                     "or backup_local_repository")
+    if get("backup_s3_bucket") and not get("aws_region"):
+        found.append("aws_region: is required with backup_s3_bucket (Terraform's output)")
+    if (get("backup_aws_access_key_id") or get("backup_aws_secret_access_key")) and not get("s3_endpoint"):
+        found.append("backup_aws_access_key_id: static AWS keys are for emulated AWS (s3_endpoint) only; "
+                     "production uses the instance role")
+    if bool(get("backup_aws_access_key_id")) != bool(get("backup_aws_secret_access_key")):
+        found.append("backup_aws_secret_access_key: set both static key values, or neither")
+    local, root = get("backup_local_repository"), get("data_root")
+    if isinstance(local, str) and isinstance(root, str) and not local.startswith(root.rstrip("/") + "/"):
+        found.append(f"backup_local_repository: {local!r} must be on the data volume, below {root}")
+    keep = [get(f"backup_keep_{k}") for k in ("hourly", "daily", "weekly", "monthly")]
+    if all(isinstance(v, int) for v in keep) and not any(keep):
+        found.append("backup_keep_hourly: retention keeps nothing: set at least one backup_keep_* above 0")
+    if get("node_exporter_port") in (get("gitea_http_port"), get("admin_ssh_port"), get("git_ssh_port"), 80, 443):
+        found.append(f"node_exporter_port: {get('node_exporter_port')!r} is already used by another service")
     return found
 
 

@@ -16,6 +16,9 @@ GOOD = {
     "gitea_domain": "git.example.com",
     "gitea_admin_email": "admin@example.com",
     "acme_email": "ops@example.com",
+    # backups need a repository: production's come from Terraform's outputs
+    "backup_s3_bucket": "example-gitea-backups",
+    "aws_region": "eu-central-1",
 }
 
 
@@ -47,6 +50,33 @@ def test_good_data_passes():
         ("nginx_client_max_body_size", "lots", "nginx_client_max_body_size: 'lots' is not an nginx size"),
         ("compose_subnet", "172.30.0.0/33", "compose_subnet: '172.30.0.0/33' is not a CIDR network"),
         ("docker_log_max_file", 0, "docker_log_max_file: 0 must be 1-100"),
+        # backup
+        ("backup_schedule", "60 * * * *", "backup_schedule: '60 * * * *' has a bad minute field '60'"),
+        ("backup_schedule", "hourly", "backup_schedule: 'hourly' is not a cron schedule"),
+        ("backup_schedule", "*/0 * * * *", "backup_schedule: '*/0 * * * *' has a bad minute field"),
+        ("backup_schedule", "0 0 * * 8", "backup_schedule: '0 0 * * 8' has a bad day of week field"),
+        ("backup_s3_bucket", "Bad_Bucket", "backup_s3_bucket: 'Bad_Bucket' is not an S3 bucket name"),
+        ("backup_s3_bucket", "10.0.0.1", "backup_s3_bucket: '10.0.0.1' is not an S3 bucket name"),
+        ("backup_s3_prefix", "/gitea/", "backup_s3_prefix: '/gitea/' must be a relative key prefix"),
+        ("aws_region", "Frankfurt", "aws_region: 'Frankfurt' is not an AWS region"),
+        ("aws_region", None, "aws_region: is required with backup_s3_bucket"),
+        ("s3_endpoint", "127.0.0.1:5050", "s3_endpoint: '127.0.0.1:5050' must be http(s)://host[:port]"),
+        ("ssm_parameter_path", "gitea/prod", "ssm_parameter_path: 'gitea/prod' must look like /a/b"),
+        ("ssm_parameter_path", "/aws/gitea", "ssm_parameter_path: '/aws/gitea' must look like /a/b"),
+        ("backup_aws_access_key_id", "AKIAABCDEFGHIJKLMNOP", "looks like a real AWS access key"),
+        ("backup_aws_access_key_id", "lab-key", "static AWS keys are for emulated AWS (s3_endpoint) only"),
+        ("backup_aws_secret_access_key", "lab-secret", "set both static key values, or neither"),
+        ("backup_local_repository", "backups", "backup_local_repository: 'backups' must be an absolute path"),
+        ("backup_local_repository", "/var/backups/restic", "must be on the data volume, below /srv/gitea"),
+        ("backup_keep_daily", -1, "backup_keep_daily: -1 must be 0-10000"),
+        ("backup_keep_hourly", "24", "backup_keep_hourly: '24' is a str, expected int"),
+        ("backup_stop_gitea", "yes", "backup_stop_gitea: 'yes' is a str, expected bool"),
+        ("backup_read_data_subset", "5", "backup_read_data_subset: '5' must be a percentage"),
+        ("backup_read_data_days", 0, "backup_read_data_days: 0 must be 1-366"),
+        ("node_exporter_port", 3000, "node_exporter_port: 3000 is already used by another service"),
+        ("node_exporter_textfile_dir", "textfiles", "node_exporter_textfile_dir: 'textfiles' must be an absolute"),
+        ("restore_snapshot", "newest", "restore_snapshot: 'newest' must be latest or a snapshot ID"),
+        ("restore_snapshot", 12345678, "restore_snapshot: 12345678 is a number: pass the ID as a JSON string"),
     ],
 )
 def test_bad_value_is_named(key, value, message):
@@ -60,6 +90,14 @@ def test_bad_value_is_named(key, value, message):
 def test_required_key_missing(key):
     data = {k: v for k, v in GOOD.items() if k != key}
     assert any(p.startswith(f"{key}: is required") for p in settings.problems(data))
+
+
+def test_backups_need_a_repository_and_retention_that_keeps_something():
+    no_repository = {**GOOD, "backup_s3_bucket": None}
+    assert any(p.startswith("backup_s3_bucket: no backup repository") for p in settings.problems(no_repository))
+    assert settings.problems({**no_repository, "backup_local_repository": "/srv/gitea/backup/restic"}) == []
+    keep_nothing = {**GOOD, **{f"backup_keep_{k}": 0 for k in ("hourly", "daily", "weekly", "monthly")}}
+    assert any("retention keeps nothing" in p for p in settings.problems(keep_nothing))
 
 
 def test_every_setting_is_documented_and_defaults_pass_their_checks():
