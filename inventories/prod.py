@@ -1,0 +1,31 @@
+"""Production hosts, found where Terraform put them. Run: pyinfra inventories/prod.py deploy.py
+
+By default the hosts and their data come from `terraform -chdir=terraform output -json`
+(its `pyinfra_inventory` output). With GITEA_DEPLOY_SOURCE=ec2 they are discovered instead as
+running EC2 instances tagged `gitea-deploy:name=<GITEA_DEPLOY_NAME, default gitea>` in
+GITEA_DEPLOY_REGION (default: AWS_REGION), for a control machine without the Terraform state.
+Values only the operator knows (e-mails) go in group_data/prod.py.
+"""
+
+import os
+
+from inventories import sources
+from tasks.settings import SettingsError, checked_hosts
+
+_source = os.environ.get("GITEA_DEPLOY_SOURCE", "terraform")
+
+try:
+    if _source == "terraform":
+        _hosts = sources.from_terraform(chdir=os.environ.get("GITEA_DEPLOY_TERRAFORM_DIR", "terraform"))
+    elif _source == "ec2":
+        _hosts = sources.from_ec2_tags(
+            sources.TAG_NAME, os.environ.get("GITEA_DEPLOY_NAME", "gitea"),
+            region=os.environ.get("GITEA_DEPLOY_REGION") or os.environ.get("AWS_REGION"),
+            endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
+        )
+    else:
+        raise SettingsError(f"GITEA_DEPLOY_SOURCE={_source!r}: use terraform (default) or ec2")
+except LookupError as error:
+    raise SettingsError(str(error)) from None
+
+prod = checked_hosts(_hosts, group="prod")
