@@ -1,0 +1,189 @@
+"""Fixtures for the Terraform tests (marker `terraform`); helpers live in tf_support.py.
+
+- `terraform_bin`, `tf_mirror`, `tf_env`: terraform on PATH, the offline hashicorp/aws mirror
+  (../shared/LAB.md section 5), and an environment with our own CLI config in a temp dir.
+  Missing terraform or mirror -> the tests skip with the reason (pytest -ra prints it).
+- `workspace`: temp copies of terraform/ (root and bootstrap) initialised against the mirror
+  with -backend=false, for validate and the provider schema.
+- `moto_server`: moto on 127.0.0.1 with a free port, started and stopped here (bounded waits).
+- `checkov_job`: checkov (own venv, tests/terraform/checkov.sh) started in the background.
+
+Nothing here talks to anything but 127.0.0.1: the AWS provider's endpoints point at moto, the
+AWS_* variables hold moto's fake credentials, and AWS config files are /dev/null.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tf_support import (
+    CHECKOV_SH,
+    MOTO_LAUNCHER,
+    FAKE_AWS_ENV,
+    REPO,
+    TF_SRC,
+    Job,
+    Moto,
+    Terraform,
+    Workspace,
+    copy_module,
+    free_port,
+    mirror_root,
+    stop,
+)
+
+
+@pytest.fixture(scope="session")
+def terraform_bin() -> str:
+    path = shutil.which("terraform")
+    if path is None:
+        pytest.skip("terraform is not on PATH (Terraform >= 1.11 is needed; ../shared/LAB.md section 5)")
+    return path
+
+
+
+
+@pytest.fixture(scope="session")
+def tf_mirror() -> Path:
+    root, reason = mirror_root()
+    if root is None:
+        pytest.skip(reason)
+    return root
+
+
+
+
+@pytest.fixture(scope="session")
+def tf_env(tmp_path_factory, terraform_bin, tf_mirror) -> dict[str, str]:
+    """Environment for every terraform call: our CLI config (mirror only), fake AWS credentials."""
+    base = tmp_path_factory.mktemp("tfcli")
+    cache = base / "plugin-cache"
+    cache.mkdir()
+    cli_config = base / "terraform.rc"
+    cli_config.write_text(
+        f'''plugin_cache_dir = "{cache}"
+# The lock files of these temp copies are throwaway: let the cache link the 700 MB provider
+# instead of copying it into every working directory.
+plugin_cache_may_break_dependency_lock_file = true
+
+provider_installation {{
+  filesystem_mirror {{
+    path    = "{tf_mirror}"
+    include = ["registry.terraform.io/*/*"]
+  }}
+  direct {{
+    exclude = ["registry.terraform.io/*/*"]
+  }}
+}}
+'''
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TF_"))}
+    env.update(FAKE_AWS_ENV)
+    env.update({
+        "TF_CLI_CONFIG_FILE": str(cli_config),
+        "TF_IN_AUTOMATION": "1",
+        "TF_INPUT": "0",
+        "CHECKPOINT_DISABLE": "1",
+        "NO_PROXY": "127.0.0.1,localhost",
+        # The aws provider spends most of each start-up in Go's garbage collector (schemas of 1500
+        # resources): a lazier GC cuts its CPU by about a third for ~0.5 GB per provider process.
+        "GOGC": "400",
+    })
+    return env
+
+
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory, terraform_bin, tf_env) -> Workspace:
+    """terraform/ copied to a temp dir and initialised against the mirror (local state, no AWS).
+
+    validate (both roots) and the provider schema start at once in the background: they are CPU
+    work that overlaps the moto apply's waiting when the whole module runs.
+    """
+    base = copy_module(tmp_path_factory.mktemp("static") / "terraform")
+    (base / "zz_local_backend_override.tf").write_text('terraform {\n  backend "local" {}\n}\n')
+    root = Terraform(terraform_bin, base, tf_env)
+    bootstrap = Terraform(terraform_bin, base / "bootstrap", tf_env)
+    # Sequential: both would fill the plugin cache at once.
+    results = {
+        "root": root.run("init", "-input=false", "-no-color", timeout=300, check=False),
+        "bootstrap": bootstrap.run("init", "-input=false", "-no-color", timeout=300, check=False),
+    }
+    jobs = {}
+    if all(r.returncode == 0 for r in results.values()):
+        jobs = {
+            "validate-root": root.start("validate", "-no-color", timeout=300),
+            "validate-bootstrap": bootstrap.start("validate", "-no-color", timeout=300),
+            "schema": root.start("providers", "schema", "-json", timeout=300),
+        }
+    workspace = Workspace(root, bootstrap, results, jobs)
+    yield workspace
+    for job in jobs.values():
+        stop(job.proc)
+
+
+@pytest.fixture(scope="session")
+def moto_server(tmp_path_factory):
+    missing = [m for m in ("moto", "flask", "flask_cors", "boto3") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"moto[server] is not installed in this venv (missing {', '.join(missing)}): "
+                    "pip install 'moto[server]>=5.1,<6' (pyproject's test extra)")
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    env = dict(os.environ)
+    env.update(FAKE_AWS_ENV)
+    # AWS-managed IAM policies (AmazonSSMManagedInstanceCore, AWSDataLifecycleManagerServiceRole).
+    env["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+    last_error = ""
+    for _attempt in range(3):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen([sys.executable, str(MOTO_LAUNCHER), "-H", "127.0.0.1", "-p", str(port)],
+                                    env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{url}/moto-api/", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError as exc:
+                last_error = str(exc)
+            time.sleep(0.3)
+        else:
+            stop(proc)
+            continue
+        if proc.poll() is None:
+            server = Moto(url, proc, log)
+            try:
+                yield server
+            finally:
+                stop(proc)
+            return
+    pytest.fail(f"moto server did not answer within 30 s (3 attempts): {last_error}\n"
+                f"{log.read_text(errors='replace')[-3000:]}", pytrace=False)
+
+
+
+
+@pytest.fixture(scope="session")
+def checkov_job(tmp_path_factory) -> Job:
+    """Start checkov on terraform/ in the background; the checkov test waits for it."""
+    out_dir = tmp_path_factory.mktemp("checkov")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    log = out_dir / "checkov.log"
+    with open(log, "wb") as out:
+        # checkov.sh creates .venv-checkov first if it is missing (pip install, a minute or two).
+        proc = subprocess.Popen(["sh", str(CHECKOV_SH), "-d", str(TF_SRC), "--framework", "terraform",
+                                 "--skip-download", "--compact", "-o", "json", "--output-file-path", str(out_dir)],
+                                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return Job(["checkov"], proc, log, timeout=900)
