@@ -4,7 +4,6 @@
 
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
-data "aws_region" "current" {}
 
 # A closed, named set of zones: the host's AZ never moves because AWS added a zone or one is impaired
 # (a move would replace the subnet, the instance and the data volume).
@@ -27,7 +26,7 @@ locals {
 
   account_id = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition
-  region     = data.aws_region.current.name
+  region     = var.region # not data.aws_region: its `name` is deprecated in provider 6.x
   azs        = slice(sort(data.aws_availability_zones.selected.names), 0, 2)
 
   rds = var.database == "rds"
