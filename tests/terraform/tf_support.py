@@ -172,11 +172,14 @@ def stop(proc: subprocess.Popen, grace: float = 10) -> None:
 
 
 def copy_module(destination: Path) -> Path:
-    """Copy terraform/ without local state, caches or lock files (the repo copy stays untouched)."""
+    """Copy terraform/ without local state, caches, lock files, or an operator's auto-loaded
+    variable files (terraform.tfvars, *.auto.tfvars): the tests must see only the repository."""
     shutil.copytree(
         TF_SRC, destination,
         ignore=shutil.ignore_patterns(".terraform", "*.tfstate", "*.tfstate.*", ".terraform.lock.hcl",
-                                      "*.tfplan", "backend.hcl", "*_override.tf", "override.tf"),
+                                      "*.tfplan", "backend.hcl", "*_override.tf", "override.tf",
+                                      "terraform.tfvars", "terraform.tfvars.json", "*.auto.tfvars",
+                                      "*.auto.tfvars.json"),
     )
     return destination
 
