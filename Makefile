@@ -37,6 +37,12 @@ lab-down: venv
 test-unit: venv
 	$(PY) -m pytest tests/unit
 
+test-terraform: venv
+	$(PY) -m pytest tests/terraform
+
+test-lab: engine
+	$(PY) -m pytest -m lab
+
 test: engine
 	$(PY) -m pytest
 
