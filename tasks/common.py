@@ -17,11 +17,12 @@ def template(name: str) -> str:
     return str(REPO / "templates" / name)
 
 
-def apt_install(packages: list[str]) -> None:
+def apt_install(packages: list[str], no_recommends: bool = False) -> None:
     """Install Debian packages, refreshing the index only when one is missing.
 
     `apt.packages(update=True)` would run `apt-get update` on every deploy and break the
-    zero-changes guarantee scheduled redeploys rely on.
+    zero-changes guarantee scheduled redeploys rely on. `no_recommends` keeps out what a package
+    only recommends (cron would bring a mail server, restic FUSE, node_exporter a dozen collectors).
     """
     installed = host.get_fact(DebPackages) or {}
     missing = [p for p in packages if p not in installed]
@@ -29,6 +30,7 @@ def apt_install(packages: list[str]) -> None:
         name=f"Install {', '.join(packages)}",
         packages=packages,
         update=bool(missing),
+        no_recommends=no_recommends,
         _env={"DEBIAN_FRONTEND": "noninteractive"},
     )
 

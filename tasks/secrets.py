@@ -29,6 +29,17 @@ def secrets_dir() -> str:
     return f"{host.data.data_root}/secrets"
 
 
+def generate_once(path: str) -> None:
+    """A random secret in `path` (owner-only), made only while the file does not exist."""
+    server.shell(
+        name=f"Generate {path.rsplit('/', 1)[-1]} once",
+        # 32 random bytes, base64url without padding: the format Gitea's JWT secrets need.
+        commands=[f"umask 077; openssl rand 32 | basenc --base64url | tr -d '=\\n' > {path}"],
+        # Evaluated when the op runs: an earlier op (e.g. a fetch from SSM) may have written it.
+        _if=lambda: not host.get_fact(File, path=path),
+    )
+
+
 @deploy("Secrets", data_defaults=settings.defaults("gitea"))
 def secrets():
     files.directory(name="Data root", path=host.data.data_root, user="root", group="root", mode="755")
@@ -36,11 +47,6 @@ def secrets():
 
     for name, (owner, group, mode) in LAYOUT.items():
         path = f"{secrets_dir()}/{name}"
-        server.shell(
-            name=f"Generate {name} once",
-            # 32 random bytes, base64url without padding: the format Gitea's JWT secrets need.
-            commands=[f"umask 077; openssl rand 32 | basenc --base64url | tr -d '=\\n' > {path}"],
-            _if=lambda path=path: not host.get_fact(File, path=path),
-        )
+        generate_once(path)
         files.file(name=f"Mode of {name}", path=path, mode=mode)
         chown(path, host.data.get(owner), host.data.get(group))
