@@ -7,10 +7,12 @@ stack's secrets before the stack, the stack before nginx proxies to it.
 from pyinfra import host
 
 from tasks import settings
+from tasks.backup import backup
 from tasks.base import base
 from tasks.docker import docker
 from tasks.gitea import gitea
 from tasks.nginx import nginx
+from tasks.node_exporter import node_exporter
 from tasks.secrets import secrets
 
 # Inventories validate before connecting; this catches `--data` overrides too, before any op runs.
@@ -21,3 +23,5 @@ docker()
 secrets()
 gitea()
 nginx()
+node_exporter()
+backup()

@@ -1,0 +1,793 @@
+"""Gitea's backup job and what it shares with the restore: configuration, restic, lock, metrics.
+
+Installed by tasks/backup.py as /usr/local/lib/gitea-deploy/gitea_backup.py; the programs
+/usr/local/sbin/gitea-backup and gitea-restore are thin entry points. Runs as root with python3's
+standard library, plus boto3 (Debian python3-boto3) for SSM only. docs/concepts/backup.md says why
+it works this way; the pure functions at the top are unit-tested (tests/unit/test_backup_job.py).
+
+A run: take the lock; stop Gitea (configurable); dump PostgreSQL (pg_dump -Fc, from the db
+container) and snapshot the dump, Gitea's data and configuration and the secrets into the first
+repository (the local one when configured, else S3); start Gitea and measure the pause; copy the
+new snapshots to S3; apply retention (forget, prune, check) only where this run's backup landed;
+a read-data check every few days; write the outcome for node_exporter's textfile collector.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import logging
+import logging.handlers
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONFIG_FILE = "/etc/gitea-deploy/backup.env"
+STATE_FILE = "/var/lib/gitea-backup/state.json"
+LOCK_FILE = "/run/lock/gitea-backup.lock"
+CACHE_DIR = "/var/cache/gitea-backup"
+METRICS_NAME = "gitea_backup.prom"
+
+EXIT_FAILED = 1
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; try again later
+
+# Bounds on every external step (seconds). Data-moving steps get hours: an interrupted upload is
+# resumed by the next run (restic keeps what it uploaded). A dead S3 is found by the probe first:
+# restic itself retries a dead backend for 15 minutes.
+PROBE_TIMEOUT = 10
+METADATA_TIMEOUT = 600
+DATA_TIMEOUT = 12 * 3600
+COMPOSE_TIMEOUT = 300
+HEALTH_TIMEOUT = 300
+
+# restic's exit codes (0.17+): the repository does not exist; the password is wrong.
+RESTIC_NO_REPOSITORY = 10
+RESTIC_WRONG_PASSWORD = 12
+
+log = logging.getLogger("gitea-backup")
+
+
+class JobError(RuntimeError):
+    """A step failed; the message says which and why (it goes to the journal and the metric)."""
+
+
+# --- configuration ----------------------------------------------------------------------------
+
+def parse_env(text: str) -> dict[str, str]:
+    """KEY=VALUE lines (shell quoting, # comments), as systemd and sh read them."""
+    values = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, raw = line.partition("=")
+        if not sep or not key.replace("_", "").isalnum():
+            raise ValueError(f"line {number}: not KEY=VALUE: {line!r}")
+        words = shlex.split(raw, comments=True)
+        values[key] = words[0] if words else ""
+    return values
+
+
+@dataclass(frozen=True)
+class Repository:
+    name: str  # "local" or "s3": the metric label and what operators type
+    url: str
+
+    @property
+    def remote(self) -> bool:
+        return self.url.startswith("s3:")
+
+
+@dataclass(frozen=True)
+class Config:
+    data_root: str
+    compose_file: str
+    http_port: int
+    snapshot_host: str  # restic's --host: the domain, so a replacement host continues the same history
+    admin_user: str
+    password_file: str
+    repositories: tuple[Repository, ...]
+    ssm_parameter: str | None
+    keep: dict[str, int]
+    stop_gitea: bool
+    read_data_subset: str
+    read_data_days: int
+    textfile_dir: str
+    db_user: str = "gitea"
+    db_name: str = "gitea"
+    state_file: str = STATE_FILE
+    aws_env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, values: dict[str, str]) -> "Config":
+        def get(key: str, default: str | None = None) -> str:
+            value = values.get(f"GITEA_BACKUP_{key}", default)
+            if value is None:
+                raise ValueError(f"GITEA_BACKUP_{key} is not set in {CONFIG_FILE}")
+            return value
+
+        repositories = tuple(
+            Repository(name, url)
+            for name, url in (("local", get("LOCAL_REPOSITORY", "")), ("s3", get("S3_REPOSITORY", "")))
+            if url
+        )
+        if not repositories:
+            raise ValueError("no repository configured (GITEA_BACKUP_LOCAL_REPOSITORY, GITEA_BACKUP_S3_REPOSITORY)")
+        return cls(
+            data_root=get("DATA_ROOT"),
+            compose_file=get("COMPOSE_FILE"),
+            http_port=int(get("HTTP_PORT")),
+            snapshot_host=get("HOST"),
+            admin_user=get("ADMIN_USER"),
+            password_file=get("PASSWORD_FILE"),
+            repositories=repositories,
+            ssm_parameter=get("SSM_PARAMETER", "") or None,
+            keep={k: int(get(f"KEEP_{k.upper()}", "0")) for k in ("hourly", "daily", "weekly", "monthly")},
+            stop_gitea=get("STOP_GITEA", "true") == "true",
+            read_data_subset=get("READ_DATA_SUBSET", "5%"),
+            read_data_days=int(get("READ_DATA_DAYS", "7")),
+            textfile_dir=get("TEXTFILE_DIR"),
+            db_user=get("DB_USER", "gitea"),
+            db_name=get("DB_NAME", "gitea"),
+            state_file=get("STATE_FILE", STATE_FILE),
+            aws_env={k: v for k, v in values.items() if k.startswith("AWS_")},
+        )
+
+    def repository(self, name: str) -> Repository:
+        for repo in self.repositories:
+            if repo.name == name:
+                return repo
+        raise JobError(f"no {name} repository is configured (have: {', '.join(r.name for r in self.repositories)})")
+
+    @property
+    def dump_file(self) -> str:
+        return f"{self.data_root}/backup/dump/gitea.pgdump"
+
+    @property
+    def backup_paths(self) -> list[str]:
+        """What a snapshot holds: the dump, repositories/LFS/attachments/avatars (and jwt/ keys),
+        app.ini, the secrets (SECRET_KEY & co: without them 2FA and tokens die) and the stack."""
+        root = self.data_root
+        return [self.dump_file, f"{root}/gitea/data", f"{root}/gitea/config", f"{root}/secrets", f"{root}/compose.yaml"]
+
+
+def load_config(path: str | None = None) -> Config:
+    """backup.env, or the file GITEA_BACKUP_CONFIG names (a drill's scratch repository)."""
+    return Config.from_env(parse_env(Path(path or os.environ.get("GITEA_BACKUP_CONFIG", CONFIG_FILE)).read_text()))
+
+
+# --- pure helpers (unit-tested) ----------------------------------------------------------------
+
+def s3_probe_url(repository_url: str) -> str:
+    """The bucket URL of an `s3:<endpoint>/<bucket>/<prefix>` repository, to see if S3 answers."""
+    rest = repository_url.removeprefix("s3:")
+    scheme, _, rest = rest.partition("://")
+    host, _, path = rest.partition("/")
+    return f"{scheme}://{host}/{path.split('/', 1)[0]}"
+
+
+def forget_args(keep: dict[str, int], snapshot_host: str) -> list[str]:
+    """restic forget for one lineage: this Gitea's snapshots (whatever machine made them), each tag
+    (scheduled, pre-update, ...) its own group so an update's safety net is not crowded out."""
+    args = ["forget", "--host", snapshot_host, "--group-by", "host,tags"]
+    for period in ("hourly", "daily", "weekly", "monthly"):
+        if keep.get(period):
+            args += [f"--keep-{period}", str(keep[period])]
+    return args
+
+
+def removed_count(forget_json: str) -> int:
+    groups = json.loads(forget_json or "[]") or []
+    return sum(len(group.get("remove") or []) for group in groups)
+
+
+def pick_snapshot(snapshots: list[dict], wanted: str) -> dict | None:
+    """`latest` (the newest) or the one whose ID (or the ID it was copied from) starts with `wanted`."""
+    if not snapshots:
+        return None
+    if wanted == "latest":
+        return max(snapshots, key=lambda s: s["time"])
+    for snap in snapshots:
+        if any(str(snap.get(k, "")).startswith(wanted) for k in ("id", "short_id", "original")):
+            return snap
+    return None
+
+
+def read_data_due(state: dict, repository: str, days: int, now: float) -> bool:
+    last = state.get("checks", {}).get(repository, {}).get("read_data_last_success", 0)
+    return now - last >= days * 86400
+
+
+_METRICS = [
+    # (name, help, state key) per repository
+    ("gitea_backup_last_run_timestamp_seconds", "When the job last tried this repository.", "last_run"),
+    ("gitea_backup_last_success_timestamp_seconds", "When a backup last landed in this repository.", "last_success"),
+    ("gitea_backup_last_exit_status", "0 if the last run succeeded for this repository, else 1.", "exit_status"),
+    ("gitea_backup_last_duration_seconds", "Seconds the last run spent on this repository.", "duration"),
+    ("gitea_backup_last_size_bytes", "Size of the files in the last snapshot.", "size_bytes"),
+    ("gitea_backup_last_added_bytes", "New data the last snapshot added to the repository.", "added_bytes"),
+    ("gitea_backup_snapshots", "Snapshots of this Gitea in the repository after retention.", "snapshots"),
+]
+_CHECK_METRICS = [
+    ("gitea_backup_check_last_status", "0 if the last restic check of this repository passed, else 1.", "status"),
+    ("gitea_backup_check_last_success_timestamp_seconds", "When restic check last passed.", "last_success"),
+    ("gitea_backup_read_data_last_success_timestamp_seconds", "When a read-data check last passed.",
+     "read_data_last_success"),
+]
+_JOB_METRICS = [
+    ("gitea_backup_gitea_pause_seconds", "Seconds Gitea was unavailable during the last backup.", "pause_seconds"),
+    ("gitea_backup_database_dump_bytes", "Size of the last database dump.", "dump_bytes"),
+    ("gitea_restore_last_run_timestamp_seconds", "When gitea-restore last ran.", "restore_last_run"),
+    ("gitea_restore_last_exit_status", "0 if the last restore succeeded, else 1.", "restore_exit_status"),
+    ("gitea_restore_last_duration_seconds", "Seconds the last restore took (start to healthy).", "restore_duration"),
+]
+
+
+def render_metrics(state: dict, repositories: list[str]) -> str:
+    """Prometheus text for node_exporter's textfile collector; every configured repository gets
+    every series (0 = never), so "no backup yet" is visible and alertable."""
+    lines = []
+
+    def family(name: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} gauge"])
+        lines.extend(f"{name}{labels} {value}" if isinstance(value, int) else f"{name}{labels} {value:.3f}"
+                     for labels, value in samples)
+
+    for section, metrics in (("repositories", _METRICS), ("checks", _CHECK_METRICS)):
+        for name, help_text, key in metrics:
+            family(name, help_text, [(f'{{repository="{repo}"}}', state.get(section, {}).get(repo, {}).get(key, 0))
+                                     for repo in repositories])
+    for name, help_text, key in _JOB_METRICS:
+        family(name, help_text, [("", state.get(key, 0))])
+    return "\n".join(lines) + "\n"
+
+
+# --- side effects: files, processes ------------------------------------------------------------
+
+def atomic_write(path: str, text: str, mode: int = 0o644) -> None:
+    """Readers (node_exporter, the next run) see the old file or the new one, never half of one."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def load_state(cfg: Config) -> dict:
+    path = cfg.state_file
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError:
+        log.warning("%s is not JSON: starting a new one (metrics restart from zero)", path)
+        return {}
+
+
+def save_state(cfg: Config, state: dict) -> None:
+    atomic_write(cfg.state_file, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o640)
+    atomic_write(f"{cfg.textfile_dir}/{METRICS_NAME}", render_metrics(state, [r.name for r in cfg.repositories]))
+
+
+def run(argv: list[str], *, timeout: float, env: dict | None = None, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+    """Run a command; stdin is never inherited (docker compose exec would swallow ours)."""
+    log.debug("run: %s", shlex.join(argv))
+    try:
+        return subprocess.run(argv, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, timeout=timeout,
+                              env=env, text=stdout == subprocess.PIPE)
+    except subprocess.TimeoutExpired as error:
+        raise JobError(f"{shlex.join(argv[:4])}... gave no answer within {timeout:.0f} s") from error
+
+
+def last_lines(text: str | bytes | None, count: int = 5) -> str:
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return " | ".join(line.strip() for line in (text or "").strip().splitlines()[-count:])
+
+
+class Restic:
+    """restic against one repository, with the job's password file, cache and AWS environment."""
+
+    def __init__(self, cfg: Config, repo: Repository, password_file: str | None = None):
+        self.cfg, self.repo = cfg, repo
+        self.password_file = password_file or cfg.password_file
+        self.env = {**os.environ, **cfg.aws_env, "RESTIC_CACHE_DIR": CACHE_DIR}
+
+    def argv(self, *args: str) -> list[str]:
+        return ["restic", "-r", self.repo.url, "--password-file", self.password_file, *args]
+
+    def __call__(self, *args: str, timeout: float = METADATA_TIMEOUT, check: bool = True,
+                 env: dict | None = None) -> subprocess.CompletedProcess:
+        cp = run(self.argv(*args), timeout=timeout, env={**self.env, **(env or {})})
+        if check and cp.returncode != 0:
+            raise JobError(f"restic {args[0]} ({self.repo.name}) failed with exit {cp.returncode}: "
+                           f"{last_lines(cp.stderr)}")
+        return cp
+
+    def initialised(self) -> bool:
+        cp = self("cat", "config", check=False)
+        if cp.returncode == 0:
+            return True
+        if cp.returncode == RESTIC_NO_REPOSITORY:
+            return False
+        if cp.returncode == RESTIC_WRONG_PASSWORD:
+            raise JobError(f"{self.repo.name} repository: the restic password does not open it")
+        raise JobError(f"{self.repo.name} repository: cannot tell (exit {cp.returncode}): {last_lines(cp.stderr)}")
+
+    def snapshots(self) -> list[dict]:
+        return json.loads(self("snapshots", "--json", "--host", self.cfg.snapshot_host).stdout or "[]") or []
+
+
+def s3_reachable(repo: Repository) -> str | None:
+    """None if S3 answers HTTP at all (any status), else why not. Bounded, unlike restic's retries."""
+    try:
+        urllib.request.urlopen(urllib.request.Request(s3_probe_url(repo.url), method="HEAD"),
+                               timeout=PROBE_TIMEOUT)
+    except urllib.error.HTTPError:
+        return None  # 403/404 without credentials: S3 is there
+    except (OSError, ValueError) as error:
+        return f"S3 is unreachable ({s3_probe_url(repo.url)}): {getattr(error, 'reason', error)}"
+    return None
+
+
+@contextlib.contextmanager
+def job_lock(what: str):
+    """One backup or restore at a time; a second run refuses at once (cron will try again)."""
+    os.makedirs(os.path.dirname(LOCK_FILE), exist_ok=True)
+    with open(LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise LockedError(f"{what}: another run holds {LOCK_FILE} ({holder}); not starting a second one")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{what}, pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class LockedError(JobError):
+    pass
+
+
+# --- the stack ----------------------------------------------------------------------------------
+
+class Stack:
+    """The Compose project the deploy runs: Gitea and its database."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+
+    def compose(self, *args: str, timeout: float = COMPOSE_TIMEOUT, **kw) -> subprocess.CompletedProcess:
+        return run(["docker", "compose", "-f", self.cfg.compose_file, *args], timeout=timeout, **kw)
+
+    def checked(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        cp = self.compose(*args, **kw)
+        if cp.returncode != 0:
+            raise JobError(f"docker compose {' '.join(args[:3])} failed: {last_lines(cp.stderr)}")
+        return cp
+
+    def gitea_running(self) -> bool:
+        return "gitea" in self.checked("ps", "--status", "running", "--services").stdout.split()
+
+    def healthy(self) -> bool:
+        url = f"http://127.0.0.1:{self.cfg.http_port}/api/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return json.load(response).get("status") == "pass"
+        except (OSError, ValueError):
+            return False
+
+    def wait_healthy(self, timeout: float = HEALTH_TIMEOUT) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.healthy():
+                return time.monotonic() - started
+            time.sleep(0.5)
+        raise JobError(f"Gitea did not report healthy within {timeout:.0f} s "
+                       f"(docker compose -f {self.cfg.compose_file} logs gitea)")
+
+    def psql(self, sql: str) -> str:
+        # The database container's own loopback needs no password.
+        return self.checked("exec", "-T", "db", "psql", "-U", self.cfg.db_user, "-d", self.cfg.db_name,
+                            "-v", "ON_ERROR_STOP=1", "-tAc", sql).stdout.strip()
+
+    def dump(self, path: str) -> int:
+        """pg_dump -Fc into path (replaced only once the dump is complete); returns its size."""
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        tmp = f"{path}.partial"
+        with open(tmp, "wb") as out:
+            cp = self.compose("exec", "-T", "db", "pg_dump", "-U", self.cfg.db_user, "-Fc", self.cfg.db_name,
+                              stdout=out, timeout=DATA_TIMEOUT)
+            out.flush()
+            os.fsync(out.fileno())
+        if cp.returncode != 0:
+            os.unlink(tmp)
+            raise JobError(f"pg_dump failed (exit {cp.returncode}): {last_lines(cp.stderr)}")
+        os.replace(tmp, path)
+        return os.path.getsize(path)
+
+    @contextlib.contextmanager
+    def paused(self, result: dict):
+        """Gitea stopped for the duration (when configured and running); result["pause_seconds"]
+        is how long it did not answer: from the stop until /api/healthz passes again."""
+        if not self.cfg.stop_gitea or not self.gitea_running():
+            if self.cfg.stop_gitea:
+                log.warning("Gitea is not running: backing up without pausing it")
+            result["pause_seconds"] = 0.0
+            yield
+            return
+        started = time.monotonic()
+        self.checked("stop", "gitea")
+        try:
+            yield
+        finally:
+            self.checked("start", "gitea")
+            self.wait_healthy()
+            result["pause_seconds"] = time.monotonic() - started
+            log.info("Gitea paused for %.1f s (stopped, dumped, snapshotted, healthy again)", result["pause_seconds"])
+
+
+# --- logging --------------------------------------------------------------------------------------
+
+def setup_logging(ident: str, quiet: bool = False) -> None:
+    """The journal (through syslog's socket) always; stderr unless quiet (cron: the journal is enough)."""
+    log.setLevel(logging.INFO)
+    log.name = ident
+    if not quiet:
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(logging.Formatter(f"{ident}: %(levelname)s: %(message)s"))
+        log.addHandler(stream)
+    if os.path.exists("/dev/log"):
+        journal = logging.handlers.SysLogHandler(address="/dev/log")
+        journal.ident = f"{ident}: "
+        journal.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        log.addHandler(journal)
+
+
+# --- the backup --------------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    """What happened to one repository in this run."""
+
+    repo: Repository
+    started: float = field(default_factory=time.time)
+    error: str | None = None
+    snapshot: dict | None = None  # restic's summary of the snapshot that landed here
+
+    def fail(self, why: str) -> None:
+        self.error = self.error or why
+        log.error("%s repository: %s", self.repo.name, why)
+
+
+def snapshot_into(cfg: Config, restic: Restic, tags: list[str], at: str | None) -> dict:
+    args = ["backup", "--json", "--host", cfg.snapshot_host, *[f"--tag={t}" for t in tags]]
+    if at:
+        args += ["--time", at]
+    cp = restic(*args, *cfg.backup_paths, timeout=DATA_TIMEOUT)
+    summaries = [json.loads(line) for line in cp.stdout.splitlines() if '"summary"' in line]
+    if not summaries:
+        raise JobError(f"restic backup ({restic.repo.name}) printed no summary")
+    return summaries[-1]
+
+
+def retention(cfg: Config, restic: Restic, state: dict) -> None:
+    """forget + prune by the policy, then check. Only called where this run's backup landed, so a
+    repository whose backups fail keeps every snapshot it has."""
+    removed = removed_count(restic(*forget_args(cfg.keep, cfg.snapshot_host), "--json").stdout)
+    if removed:
+        log.info("%s: retention removed %d snapshot(s); pruning", restic.repo.name, removed)
+        restic("prune", timeout=DATA_TIMEOUT)
+        check(cfg, restic, state)
+
+
+def check(cfg: Config, restic: Restic, state: dict, read_data_subset: str | None = None) -> None:
+    record = state.setdefault("checks", {}).setdefault(restic.repo.name, {})
+    args = ["check"] + ([f"--read-data-subset={read_data_subset}"] if read_data_subset else [])
+    cp = restic(*args, timeout=DATA_TIMEOUT, check=False)
+    now = time.time()
+    record["last_run"] = now
+    record["status"] = 0 if cp.returncode == 0 else 1
+    if cp.returncode != 0:
+        raise JobError(f"restic check{' --read-data-subset=' + read_data_subset if read_data_subset else ''} "
+                       f"({restic.repo.name}) found problems (exit {cp.returncode}): "
+                       f"{last_lines(cp.stdout + cp.stderr, 8)}")
+    record["last_success"] = now
+    if read_data_subset:
+        record["read_data_last_success"] = now
+
+
+def backup(cfg: Config, tags: list[str], at: str | None = None) -> int:
+    state = load_state(cfg)
+    outcomes = {repo.name: Outcome(repo) for repo in cfg.repositories}
+    restics = {repo.name: Restic(cfg, repo) for repo in cfg.repositories}
+    reachable = {}
+    for name, outcome in outcomes.items():
+        why = s3_reachable(outcome.repo) if outcome.repo.remote else None
+        reachable[name] = why is None
+        if why:
+            outcome.fail(why)
+    # The first repository takes the snapshot while Gitea is paused: the local disk when there is
+    # one (short pause, and kept when S3 is down); S3 receives a copy afterwards.
+    for name in outcomes:
+        if reachable[name]:
+            try:
+                restics[name]("unlock")  # stale locks of a killed run; ours is the only run (job lock)
+            except JobError as error:
+                reachable[name] = False
+                outcomes[name].fail(str(error))
+    first = next((name for name in outcomes if reachable[name]), None)
+    job = {"pause_seconds": 0.0}
+    stack = Stack(cfg)
+    try:
+        if first is None:
+            raise JobError("no repository is reachable: nothing was backed up")
+        with stack.paused(job):
+            job["dump_bytes"] = stack.dump(cfg.dump_file)
+            outcomes[first].snapshot = snapshot_into(cfg, restics[first], tags, at)
+        log.info("snapshot %s in %s: %d files, %d bytes, %d new", outcomes[first].snapshot["snapshot_id"][:8],
+                 first, outcomes[first].snapshot["total_files_processed"],
+                 outcomes[first].snapshot["total_bytes_processed"], outcomes[first].snapshot["data_added"])
+        for name, outcome in outcomes.items():
+            if name == first or not reachable[name]:
+                continue
+            try:
+                # Every snapshot the first repository has and this one lacks: catches up after an outage.
+                restics[name]("copy", "--from-repo", outcomes[first].repo.url, "--from-password-file",
+                              cfg.password_file, "--host", cfg.snapshot_host, timeout=DATA_TIMEOUT)
+                outcome.snapshot = {**outcomes[first].snapshot, "data_added": 0}
+            except JobError as error:
+                outcome.fail(str(error))
+    except JobError as error:
+        for outcome in outcomes.values():
+            outcome.fail(str(error))
+    finally:
+        state.update(job)
+    for name, outcome in outcomes.items():
+        if outcome.snapshot and not outcome.error:
+            try:
+                retention(cfg, restics[name], state)
+                if read_data_due(state, name, cfg.read_data_days, time.time()):
+                    check(cfg, restics[name], state, cfg.read_data_subset)
+                    log.info("%s: read-data check (%s) passed", name, cfg.read_data_subset)
+            except JobError as error:
+                outcome.fail(str(error))
+        record_outcome(state, outcome, restics[name] if reachable[name] else None)
+    save_state(cfg, state)
+    failed = [name for name, o in outcomes.items() if o.error]
+    if failed:
+        log.error("backup FAILED for %s (see above); the other repositories are unaffected", ", ".join(failed))
+        return EXIT_FAILED
+    log.info("backup done: %s", ", ".join(outcomes))
+    return 0
+
+
+def record_outcome(state: dict, outcome: Outcome, restic: Restic | None) -> None:
+    now = time.time()
+    record = state.setdefault("repositories", {}).setdefault(outcome.repo.name, {})
+    record.update(last_run=outcome.started, duration=now - outcome.started,
+                  exit_status=1 if outcome.error else 0, last_error=outcome.error or "")
+    if not outcome.error and outcome.snapshot:
+        record.update(last_success=now, size_bytes=outcome.snapshot["total_bytes_processed"],
+                      added_bytes=outcome.snapshot["data_added"])
+    if restic is not None:
+        with contextlib.suppress(JobError, ValueError):
+            record["snapshots"] = len(restic.snapshots())
+
+
+# --- SSM: the restic password for a replacement host -------------------------------------------
+
+def ssm_client(cfg: Config):
+    import boto3  # only the password commands need it (Debian python3-boto3)
+
+    # Region, endpoint (emulated AWS) and credentials file come from backup.env's AWS_* values;
+    # without keys boto3 takes the instance role, as restic does.
+    os.environ.update(cfg.aws_env)
+    return boto3.client("ssm")
+
+
+def ssm_password(cfg: Config) -> str | None:
+    client = ssm_client(cfg)
+    try:
+        return client.get_parameter(Name=cfg.ssm_parameter, WithDecryption=True)["Parameter"]["Value"]
+    except client.exceptions.ParameterNotFound:
+        return None
+
+
+def local_password(cfg: Config) -> str | None:
+    try:
+        return Path(cfg.password_file).read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+def password_status(cfg: Config) -> str:
+    """disabled | no-file | missing (not in SSM yet) | same | differs | error: <why>"""
+    if not cfg.ssm_parameter:
+        return "disabled"
+    mine = local_password(cfg)
+    if mine is None:
+        return "no-file"
+    try:
+        theirs = ssm_password(cfg)
+    except Exception as error:  # boto3's errors are many classes; the deploy only needs to know it failed
+        return f"error: {type(error).__name__}: {error}"
+    return "missing" if theirs is None else ("same" if theirs == mine else "differs")
+
+
+def password_fetch(cfg: Config) -> str:
+    """A replacement host takes the password its predecessor published (before one is generated)."""
+    if local_password(cfg) is not None:
+        return "present"
+    value = ssm_password(cfg) if cfg.ssm_parameter else None
+    if value is None:
+        return "none in SSM"
+    atomic_write(cfg.password_file, value, 0o600)
+    return f"fetched from SSM {cfg.ssm_parameter}"
+
+
+def password_publish(cfg: Config) -> str:
+    """Publish once, never overwrite: a second value would orphan every snapshot made with the first."""
+    mine = local_password(cfg)
+    if mine is None:
+        raise JobError(f"{cfg.password_file} does not exist")
+    client = ssm_client(cfg)
+    try:
+        client.put_parameter(Name=cfg.ssm_parameter, Value=mine, Type="SecureString", Overwrite=False,
+                             Description="restic password of Gitea's backups (gitea-deploy)")
+        return f"published to SSM {cfg.ssm_parameter}"
+    except client.exceptions.ParameterAlreadyExists:
+        if ssm_password(cfg) == mine:
+            return "already in SSM"
+        raise JobError(f"SSM {cfg.ssm_parameter} holds a DIFFERENT restic password than {cfg.password_file}; "
+                       "refusing to overwrite it (docs/runbooks/restore.md: two passwords)") from None
+
+
+# --- repositories -------------------------------------------------------------------------------
+
+def status(cfg: Config) -> dict[str, str]:
+    """Per repository: initialised | missing | error: <why> (the deploy's guard)."""
+    result = {}
+    for repo in cfg.repositories:
+        why = s3_reachable(repo) if repo.remote else None
+        try:
+            if why:
+                raise JobError(why)
+            result[repo.name] = "initialised" if Restic(cfg, repo).initialised() else "missing"
+        except JobError as error:
+            result[repo.name] = f"error: {error}"
+    return result
+
+
+def init(cfg: Config) -> list[str]:
+    """Initialise the repositories that do not exist. A new one takes the chunker parameters of an
+    existing one, so copies between them deduplicate (a replacement host's fresh local repository
+    and the S3 repository its predecessor filled)."""
+    done = []
+    states = status(cfg)
+    existing = [r for r in cfg.repositories if states[r.name] == "initialised"]
+    for repo in cfg.repositories:
+        state = states[repo.name]
+        if state == "initialised":
+            continue
+        if state != "missing":
+            raise JobError(f"{repo.name} repository: {state}")
+        args = ["init"]
+        if existing:
+            args += ["--from-repo", existing[0].url, "--from-password-file", cfg.password_file, "--copy-chunker-params"]
+        Restic(cfg, repo)(*args)
+        existing.append(repo)
+        done.append(repo.name)
+    return done
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="gitea-backup", description="Back up Gitea (database, data, configuration, secrets) with restic. "
+        "Without a command: one backup run, as cron does it.")
+    parser.add_argument("--tag", action="append", help="tag the snapshot (default: scheduled); e.g. "
+                        "--tag pre-update before an update. Each tag keeps its own retention")
+    parser.add_argument("--time", help="record the snapshot at this time (YYYY-MM-DD HH:MM:SS): drills, tests")
+    parser.add_argument("--quiet", action="store_true", help="log to the journal only (cron)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("status", help="is each repository initialised (the deploy's guard)")
+    sub.add_parser("init", help="initialise the repositories that do not exist yet")
+    check_cmd = sub.add_parser("check", help="restic check every (or one) repository; records the outcome")
+    check_cmd.add_argument("--repository", choices=["local", "s3"])
+    check_cmd.add_argument("--read-data-subset", help="also read back this share of the data (e.g. 5%%, 100%%)")
+    sub.add_parser("metrics", help="write the metrics file from the last outcomes (the deploy does, once)")
+    pw = sub.add_parser("password", help="the restic password in SSM: status | fetch | publish")
+    pw.add_argument("action", choices=["status", "fetch", "publish"])
+    passthrough = sub.add_parser("restic", help="run restic against a repository with the job's settings, "
+                                 "e.g. gitea-backup restic s3 snapshots")
+    passthrough.add_argument("repository", choices=["local", "s3"])
+    passthrough.add_argument("args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    return guarded("gitea-backup", lambda: command(args), quiet=args.quiet)
+
+
+def guarded(ident: str, body, quiet: bool = False) -> int:
+    """Run a program's body: every failure logged (journal and stderr) and turned into its exit code."""
+    setup_logging(ident, quiet=quiet)
+    try:
+        return body()
+    except LockedError as error:
+        log.error("%s", error)
+        return EXIT_LOCKED
+    except JobError as error:
+        log.error("FAILED: %s", error)
+        return EXIT_FAILED
+    except Exception:
+        log.exception("FAILED unexpectedly")
+        return EXIT_FAILED
+
+
+def command(args) -> int:
+    """What gitea-backup was asked to do."""
+    cfg = load_config()
+    if args.command == "restic":
+        restic = Restic(cfg, cfg.repository(args.repository))
+        os.execvpe("restic", restic.argv(*args.args), restic.env)
+    if args.command == "status":
+        for name, text in status(cfg).items():
+            print(f"{name} {text}")
+        return 0
+    if args.command == "password":
+        action = {"status": password_status, "fetch": password_fetch, "publish": password_publish}[args.action]
+        print(action(cfg))
+        return 0
+    if args.command == "metrics":
+        save_state(cfg, load_state(cfg))
+        return 0
+    with job_lock(f"gitea-backup {args.command or 'run'}"):
+        if args.command == "init":
+            print("initialised: " + (", ".join(init(cfg)) or "nothing to do"))
+            return 0
+        if args.command == "check":
+            return run_checks(cfg, args.repository, args.read_data_subset)
+        return backup(cfg, args.tag or ["scheduled"], args.time)
+
+
+def run_checks(cfg: Config, only: str | None, read_data_subset: str | None) -> int:
+    state, failed = load_state(cfg), []
+    for repo in cfg.repositories:
+        if only and repo.name != only:
+            continue
+        try:
+            check(cfg, Restic(cfg, repo), state, read_data_subset)
+            log.info("%s: check passed", repo.name)
+        except JobError as error:
+            log.error("%s", error)
+            failed.append(repo.name)
+    save_state(cfg, state)
+    return EXIT_FAILED if failed else 0
