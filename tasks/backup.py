@@ -113,13 +113,6 @@ def backup():
         )
     generate_once(password)
     files.file(name="Mode of restic_password", path=password, user="root", group="root", mode="600")
-    if ssm:
-        # Never overwritten: a differing value in SSM stops the deploy with the reason.
-        server.shell(
-            name="Keep the restic password in SSM",
-            commands=["gitea-backup password publish"],
-            _if=lambda: host.get_fact(BackupPasswordInSsm) in ("missing", "differs", ""),
-        )
 
     server.shell(name="Initialise the restic repositories", commands=["gitea-backup init"],
                  _if=_repositories_missing)
@@ -131,3 +124,11 @@ def backup():
     )
     files.template(name="Backup schedule (cron)", src=template("backup/gitea-backup.j2"),
                    dest="/etc/cron.d/gitea-backup", mode="644")
+    if ssm:
+        # Last, so that a failure here (a role without ssm:PutParameter, a differing value already in
+        # SSM, which is never overwritten) stops the deploy with the reason while backups already run.
+        server.shell(
+            name="Keep the restic password in SSM",
+            commands=["gitea-backup password publish"],
+            _if=lambda: host.get_fact(BackupPasswordInSsm) in ("missing", "differs", ""),
+        )

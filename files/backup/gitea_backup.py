@@ -315,9 +315,8 @@ class Restic:
     def argv(self, *args: str) -> list[str]:
         return ["restic", "-r", self.repo.url, "--password-file", self.password_file, *args]
 
-    def __call__(self, *args: str, timeout: float = METADATA_TIMEOUT, check: bool = True,
-                 env: dict | None = None) -> subprocess.CompletedProcess:
-        cp = run(self.argv(*args), timeout=timeout, env={**self.env, **(env or {})})
+    def __call__(self, *args: str, timeout: float = METADATA_TIMEOUT, check: bool = True) -> subprocess.CompletedProcess:
+        cp = run(self.argv(*args), timeout=timeout, env=self.env)
         if check and cp.returncode != 0:
             raise JobError(f"restic {args[0]} ({self.repo.name}) failed with exit {cp.returncode}: "
                            f"{last_lines(cp.stderr)}")
@@ -349,6 +348,10 @@ def s3_reachable(repo: Repository) -> str | None:
     return None
 
 
+class LockedError(JobError):
+    """Another run holds the job lock."""
+
+
 @contextlib.contextmanager
 def job_lock(what: str):
     """One backup or restore at a time; a second run refuses at once (cron will try again)."""
@@ -370,10 +373,6 @@ def job_lock(what: str):
             handle.seek(0)
             handle.truncate()
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-class LockedError(JobError):
-    pass
 
 
 # --- the stack ----------------------------------------------------------------------------------
@@ -459,7 +458,6 @@ class Stack:
 def setup_logging(ident: str, quiet: bool = False) -> None:
     """The journal (through syslog's socket) always; stderr unless quiet (cron: the journal is enough)."""
     log.setLevel(logging.INFO)
-    log.name = ident
     if not quiet:
         stream = logging.StreamHandler(sys.stderr)
         stream.setFormatter(logging.Formatter(f"{ident}: %(levelname)s: %(message)s"))
