@@ -94,6 +94,14 @@ data "aws_iam_policy_document" "host" {
     resources = local.ssm_path_arns
   }
 
+  # The backup job publishes the restic password once (never overwriting) so a replacement host
+  # can restore; it may write that one parameter and nothing else.
+  statement {
+    sid       = "PublishResticPassword"
+    actions   = ["ssm:PutParameter"]
+    resources = ["arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.ssm_parameter_path}/restic_password"]
+  }
+
   statement {
     sid           = "DenyOtherParameters"
     effect        = "Deny"
