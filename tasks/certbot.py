@@ -4,6 +4,7 @@ nginx serves /.well-known/acme-challenge/ from WEBROOT on port 80 before any cer
 exists; certbot's own timer renews, and its deploy hook reloads nginx.
 """
 
+import shlex
 from io import StringIO
 
 from pyinfra import host
@@ -17,6 +18,16 @@ from tasks.common import apt_install, template
 WEBROOT = "/var/www/letsencrypt"
 CA_BUNDLE = "/etc/letsencrypt/gitea-deploy-acme-ca.pem"
 TIMER_DROP_IN = "/etc/systemd/system/certbot.service.d/gitea-deploy.conf"
+
+
+def certonly_command(email: str, server: str, domain: str, ca_bundle: str | None) -> str:
+    """`certbot certonly` by the webroot method; every value shell-quoted (an e-mail may hold ')."""
+    env = f"REQUESTS_CA_BUNDLE={shlex.quote(ca_bundle)} " if ca_bundle else ""
+    return env + shlex.join([
+        "certbot", "certonly", "--non-interactive", "--agree-tos", "--no-eff-email",
+        "--email", email, "--server", server, "--webroot", "-w", WEBROOT, "-d", domain, "--cert-name", domain,
+        "--deploy-hook", "systemctl reload nginx",
+    ])
 
 
 def live_dir() -> str:
@@ -49,14 +60,9 @@ def certificate():
     systemd.daemon_reload(name="Reload systemd units", _if=drop_in.did_change)
     systemd.service(name="Renewal timer", service="certbot.timer", running=True, enabled=True)
 
-    env = f"REQUESTS_CA_BUNDLE={CA_BUNDLE} " if bundle else ""
     server.shell(
         name=f"Obtain the certificate for {host.data.gitea_domain}",
-        commands=[
-            f"{env}certbot certonly --non-interactive --agree-tos --no-eff-email "
-            f"--email {host.data.acme_email} --server {host.data.acme_server} "
-            f"--webroot -w {WEBROOT} -d {host.data.gitea_domain} --cert-name {host.data.gitea_domain} "
-            "--deploy-hook 'systemctl reload nginx'"
-        ],
+        commands=[certonly_command(host.data.acme_email, host.data.acme_server, host.data.gitea_domain,
+                                   CA_BUNDLE if bundle else None)],
         _if=lambda: not host.get_fact(File, path=renewal_conf()),
     )

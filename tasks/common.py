@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from pyinfra import host
@@ -40,7 +41,7 @@ class NumericOwner(FactBase):
     pyinfra's name-based ownership checks then never settle ("UNKNOWN" != "999")."""
 
     def command(self, path: str) -> str:
-        return f"stat -c '%u:%g' {path} 2>/dev/null || true"
+        return f"stat -c '%u:%g' {shlex.quote(path)} 2>/dev/null || true"
 
     def process(self, output: list[str]) -> str | None:
         return output[0].strip() if output and output[0].strip() else None
@@ -56,7 +57,7 @@ def chown(path: str, uid: int, gid: int) -> None:
     wanted = f"{uid}:{gid}"
     server.shell(
         name=f"Own {path} by {wanted}",
-        commands=[f"chown {wanted} {path}"],
+        commands=[f"chown {shlex.quote(wanted)} {shlex.quote(path)}"],
         # Evaluated at execution time: the path may only exist once earlier ops ran.
         _if=lambda: host.get_fact(NumericOwner, path=path) != wanted,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
 from pyinfra.operations import files, server
@@ -18,7 +20,26 @@ def compose_file() -> str:
 
 
 def compose(args: str) -> str:
-    return f"docker compose -f {compose_file()} {args}"
+    """`docker compose` on the stack's file (quoted); `args` is shell text the caller quoted."""
+    return f"docker compose -f {shlex.quote(compose_file())} {args}"
+
+
+def create_admin_command(compose_cmd: str, username: str, email: str, password_file: str) -> str:
+    """Create the administrator with a random password and keep that password in `password_file`.
+
+    `compose_cmd` is compose("") of the stack. Every value is shell-quoted: an address such as
+    o'brien@example.com arrives as one argument.
+    """
+    create = compose_cmd + shlex.join([
+        "exec", "-T", "gitea", "gitea", "admin", "user", "create", "--username", username, "--email", email,
+        "--admin", "--random-password", "--must-change-password",
+    ])
+    target = shlex.quote(password_file)
+    return (
+        "set -o pipefail; umask 077; "
+        f"out=$({create}) && printf '%s\\n' \"$out\" | sed -n \"s/^generated random password is '\\(.*\\)'$/\\1/p\" "
+        f"> {target} && test -s {target}"
+    )
 
 
 class RunningServices(FactBase):
@@ -77,14 +98,7 @@ def gitea():
     # into a root-only file that the runbook tells the operator to read once.
     server.shell(
         name=f"Create the first administrator {admin}",
-        commands=[
-            "set -o pipefail; umask 077; "
-            + "out=$(" + compose(
-                f"exec -T gitea gitea admin user create --username {admin} "
-                f"--email {host.data.gitea_admin_email} --admin --random-password --must-change-password"
-            ) + ") && printf '%s\\n' \"$out\" | sed -n \"s/^generated random password is '\\(.*\\)'$/\\1/p\" "
-            f"> {password_file} && test -s {password_file}"
-        ],
+        commands=[create_admin_command(compose(""), admin, host.data.gitea_admin_email, password_file)],
         _if=lambda: admin not in host.get_fact(
             GiteaAdmins, compose_cmd=compose("exec -T gitea gitea admin user list --admin")),
     )

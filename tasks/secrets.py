@@ -5,6 +5,8 @@ losing SECRET_KEY kills every 2FA secret). Containers read them through `__FILE`
 POSTGRES_PASSWORD_FILE, so no value shows in `docker inspect`, the compose file or a process list.
 """
 
+import shlex
+
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File
@@ -34,7 +36,7 @@ def generate_once(path: str) -> None:
     server.shell(
         name=f"Generate {path.rsplit('/', 1)[-1]} once",
         # 32 random bytes, base64url without padding: the format Gitea's JWT secrets need.
-        commands=[f"umask 077; openssl rand 32 | basenc --base64url | tr -d '=\\n' > {path}"],
+        commands=[f"umask 077; openssl rand 32 | basenc --base64url | tr -d '=\\n' > {shlex.quote(path)}"],
         # Evaluated when the op runs: an earlier op (e.g. a fetch from SSM) may have written it.
         _if=lambda: not host.get_fact(File, path=path),
     )
