@@ -10,6 +10,9 @@ built from them fails loudly instead of deploying to nobody.
 
 - ``from_terraform()`` reads the ``pyinfra_inventory`` output of ``terraform/`` (the same output
   pyinfra's own ``@terraform`` connector understands).
+- ``with_overrides()`` lays an environment's own values over the hosts: only the keys in
+  ``ENVIRONMENT_KEYS`` (how to reach the hosts, the ACME directory and CA, image references,
+  emulated AWS) and ``OPERATOR_KEYS``; the lab is production plus such a file.
 - ``from_ec2_tags()`` asks EC2 for running instances carrying a tag, and reads the host data back
   from the ``gitea-deploy:*`` tags Terraform puts on the instance (terraform/main.tf,
   ``local.discovery_tags``). Use it where no Terraform state is at hand (another machine, CI).
@@ -53,17 +56,32 @@ TAG_NAME = TAG_PREFIX + "name"
 
 TERRAFORM_TIMEOUT_SECONDS = 120
 
+# What may differ between environments beyond Terraform's outputs (docs/dev/contracts.md): where
+# and how to reach the hosts, the ACME directory and its CA, image references, emulated AWS. The
+# lab is the production inventory plus these; overriding anything else is an error.
+ENVIRONMENT_KEYS = frozenset({
+    "ssh_hostname", "ssh_port", "ssh_key", "ssh_known_hosts_file", "ssh_strict_host_key_checking",
+    "acme_server", "acme_ca_bundle",
+    "gitea_image", "postgres_image",
+    "s3_endpoint", "backup_aws_access_key_id", "backup_aws_secret_access_key",
+})
+# Values only the operator knows, asked for by group_data/prod.py; an overrides file may carry them.
+OPERATOR_KEYS = frozenset({"acme_email", "gitea_admin_email"})
+
 
 def from_terraform(
     chdir: str | Path = "terraform",
     outputs_json: dict[str, Any] | None = None,
+    outputs_file: str | Path | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
     """Hosts from ``terraform output -json`` of the root module in ``chdir``.
 
     ``chdir`` is resolved against the repository root when relative, so this works whatever the
     current directory is. Pass ``outputs_json`` (the parsed output of ``terraform output -json``)
-    to skip running terraform.
+    or ``outputs_file`` (a recording of it) to skip running terraform.
     """
+    if outputs_json is None and outputs_file is not None:
+        outputs_json = _json_file(outputs_file, "a recorded `terraform output -json`")
     if outputs_json is None:
         outputs_json = _terraform_outputs(chdir)
 
@@ -98,6 +116,39 @@ def from_terraform(
             raise LookupError(f"pyinfra_inventory[{index}] ({name}) has no ssh_hostname yet: run `terraform apply`")
         result.append((str(name), _normalise(data)))
     return result
+
+
+def with_overrides(hosts: list[tuple[str, dict[str, Any]]], overrides: dict[str, Any] | None,
+                   ) -> list[tuple[str, dict[str, Any]]]:
+    """Every host's data with ``overrides`` laid over it; only environment and operator keys."""
+    if not overrides:
+        return hosts
+    if not isinstance(overrides, dict):
+        raise LookupError(f"overrides must be a JSON object of host data keys, got {type(overrides).__name__}")
+    allowed = ENVIRONMENT_KEYS | OPERATOR_KEYS
+    refused = sorted(set(overrides) - allowed)
+    if refused:
+        raise LookupError(
+            f"overrides may not set {', '.join(refused)}: an environment differs from production only in "
+            f"{', '.join(sorted(ENVIRONMENT_KEYS))} (and the operator's {', '.join(sorted(OPERATOR_KEYS))})")
+    return [(name, _normalise({**data, **overrides})) for name, data in hosts]
+
+
+def overrides_file(path: str | Path | None) -> dict[str, Any] | None:
+    """The JSON object in ``path`` (GITEA_DEPLOY_OVERRIDES), or None without a path."""
+    return _json_file(path, "an overrides file") if path else None
+
+
+def _json_file(path: str | Path, what: str) -> Any:
+    path = Path(path)
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LookupError(f"{path} does not exist ({what})") from None
+    except json.JSONDecodeError as exc:
+        raise LookupError(f"{path} is not JSON ({what}): {exc}") from None
 
 
 def from_ec2_tags(

@@ -99,12 +99,7 @@ def up(names: list[str], *, admin_port: int = DEFAULT_ADMIN_PORT, mode: str | No
                 _hosts.remove_host(name)
                 say(f"{name}: creating from {base}")
                 _hosts.create(name, base, labels, admin_port)
-                _hosts.wait_booted(name)
-                _hosts.cloud_init(name, pubkey, admin_port)
-                info = container(name)
-                _hosts.write_known_hosts(name, info, admin_port)
-                _hosts.wait_ssh(name, _hosts.ports_of(info, admin_port)["ssh_port"])
-                _hosts.ensure_sidecars(name, fresh=True, aws=aws)
+                info = _booted(name, admin_port, aws, setup=lambda: _hosts.cloud_init(name, pubkey, admin_port))
             entries[name] = _hosts.entry(name, info, admin_port, aws)
             say(f"{name}: ready in {t}")
     new = _state.update(top=_top(mode, refs), hosts=entries)
@@ -116,6 +111,20 @@ def up(names: list[str], *, admin_port: int = DEFAULT_ADMIN_PORT, mode: str | No
     say(f"images mode: {'stand-in' if mode == 'standin' else 'upstream'}; state: {rel(_state.STATE_FILE)} "
         f"[up took {total}]")
     return new
+
+
+def _booted(name: str, admin_port: int, aws: str | None, setup=None) -> dict:
+    """The one path from a started container to a usable host, for a new host and after a reboot:
+    systemd up, (new host only: cloud-init's part), its host keys known, ssh as admin with sudo on
+    the admin port, fresh sidecars. Returns the container's inspect data."""
+    _hosts.wait_booted(name)
+    if setup is not None:
+        setup()
+    info = container(name)
+    _hosts.write_known_hosts(name, info, admin_port)
+    _hosts.wait_ssh(name, _hosts.ports_of(info, admin_port)["ssh_port"])
+    _hosts.ensure_sidecars(name, fresh=True, aws=aws)
+    return info
 
 
 def _admin_port(info: dict) -> int:
@@ -137,11 +146,7 @@ def reboot(name: str) -> dict:
         cp = docker("restart", "-t", "60", name, check=False, timeout=180)
         if cp.returncode != 0:
             raise LabError(f"{name}: docker restart failed: {cp.stderr.strip()}\n{logs(name)}")
-        _hosts.wait_booted(name)
-        info = container(name)
-        _hosts.write_known_hosts(name, info, admin_port)
-        _hosts.wait_ssh(name, _hosts.ports_of(info, admin_port)["ssh_port"])
-        _hosts.ensure_sidecars(name, fresh=True, aws=aws)
+        info = _booted(name, admin_port, aws)
         new = _state.update(hosts={name: _hosts.entry(name, info, admin_port, aws)})
     say(f"{name}: rebooted in {t} (pebble has a new root CA now)")
     return new

@@ -8,6 +8,7 @@ against, then prints how to reach the result.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -17,12 +18,14 @@ REPO = Path(__file__).resolve().parents[1]
 INVENTORY = "inventories/lab.py"
 
 
-def deploy(name: str, *extra: str) -> dict:
-    """Run the deploy against one lab host; return pyinfra's JSON results plus timing."""
+def deploy(name: str | None, *extra: str, inventory: str = INVENTORY, env: dict | None = None) -> dict:
+    """Run the deploy against one lab host (name None: every host of the inventory); return
+    pyinfra's JSON results plus timing. `env`: extra environment (inventories/prod.py's sources)."""
     started = time.monotonic()
+    limit = ["--limit", name] if name else []
     result = subprocess.run(
-        [sys.executable, "-m", "pyinfra", "-y", "--json", INVENTORY, "deploy.py", "--limit", name, *extra],
-        cwd=REPO, capture_output=True, text=True,
+        [sys.executable, "-m", "pyinfra", "-y", "--json", inventory, "deploy.py", *limit, *extra],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, **(env or {})},
     )
     seconds = time.monotonic() - started
     try:
@@ -43,11 +46,13 @@ def root_ca_file(name: str) -> Path:
     return path
 
 
-def host_checks(name: str, *pytest_args: str) -> subprocess.CompletedProcess:
+def host_checks(name: str, *pytest_args: str, inventory: str = INVENTORY, limit: str | None = None,
+                env: dict | None = None) -> subprocess.CompletedProcess:
+    """tests/host against lab host `name` through `inventory` (its host `limit`, default `name`)."""
     return subprocess.run(
         [sys.executable, "-m", "pytest", "tests/host", "-p", "no:cacheprovider", "-q",
-         "--inventory", INVENTORY, "--limit", name, "--tls-ca", str(root_ca_file(name)), *pytest_args],
-        cwd=REPO, capture_output=True, text=True,
+         "--inventory", inventory, "--limit", limit or name, "--tls-ca", str(root_ca_file(name)), *pytest_args],
+        cwd=REPO, capture_output=True, text=True, env={**os.environ, **(env or {})},
     )
 
 

@@ -272,7 +272,8 @@ def wait_ssh(name: str, port: int) -> None:
 
 
 def entry(name: str, info: dict, admin_port: int, aws: str | None = None) -> dict:
-    return host_entry(ip=ip_of(info), known_hosts=rel(known_hosts_file(name)), aws=aws, **ports_of(info, admin_port))
+    return host_entry(ip=ip_of(info), admin_ssh_port=admin_port, known_hosts=rel(known_hosts_file(name)), aws=aws,
+                      **ports_of(info, admin_port))
 
 
 # --- sidecars ----------------------------------------------------------------------------------------

@@ -13,17 +13,19 @@ from lab.util import locked
 
 STATE_FILE = LAB_DIR / "state.json"
 TOP_KEYS = ("ssh_key", "acme_ca_bundle", "images_mode", "images")
-HOST_KEYS = ("ip", "ssh_port", "https_port", "http_port", "git_ssh_port", "known_hosts")
+HOST_KEYS = ("ip", "admin_ssh_port", "ssh_port", "https_port", "http_port", "git_ssh_port", "known_hosts")
 
 
 def empty() -> dict:
     return {"hosts": {}}
 
 
-def host_entry(*, ip: str, ssh_port: int, https_port: int, http_port: int, git_ssh_port: int,
-               known_hosts: str, aws: str | None = None) -> dict:
-    """One host's entry. `aws` (only when set): the shared emulated AWS its moto sidecar relays to."""
-    entry = {"ip": ip, "ssh_port": int(ssh_port), "https_port": int(https_port), "http_port": int(http_port),
+def host_entry(*, ip: str, admin_ssh_port: int, ssh_port: int, https_port: int, http_port: int,
+               git_ssh_port: int, known_hosts: str, aws: str | None = None) -> dict:
+    """One host's entry. `admin_ssh_port`: the admin sshd's port inside the host (`up --admin-port`;
+    `ssh_port` is where 127.0.0.1 publishes it). `aws` (only when set): the shared emulated AWS its
+    moto sidecar relays to."""
+    entry = {"ip": ip, "admin_ssh_port": int(admin_ssh_port), "ssh_port": int(ssh_port), "https_port": int(https_port), "http_port": int(http_port),
              "git_ssh_port": int(git_ssh_port), "known_hosts": known_hosts}
     if aws:
         entry["aws"] = aws

@@ -191,6 +191,11 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
+    # connection: how pyinfra and the host checks reach every host, production and lab alike. The
+    # SSH user and address come from the host source (Terraform's pyinfra_inventory output).
+    Setting("_sudo", "connection", bool, True,
+            "Run every operation through sudo: the deploy changes the system, and Debian's AMIs log in "
+            "as the unprivileged `admin`. False only with ssh_user root."),
     # base: the host itself
     Setting("admin_ssh_port", "base", int, 2222,
             "Port of the administrator's OpenSSH (git SSH takes 22). Set by cloud-init / the lab "
@@ -327,6 +332,9 @@ def _cross_checks(data: dict[str, Any]) -> list[str]:
         if value in seen:
             found.append(f"{key}: {value!r} is already used by {seen[value]}")
         seen.setdefault(value, key)
+    if data.get("_sudo", True) is False and data.get("ssh_user", "root") != "root":
+        found.append(f"_sudo: False, but ssh_user {data.get('ssh_user')!r} is not root: every operation "
+                     "needs root (leave _sudo at its default, True)")
     return found
 
 
@@ -370,14 +378,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def group_data(name: str, folder: Path = REPO / "group_data") -> dict[str, Any]:
-    """The data a group_data/<name>.py file gives, read the way pyinfra reads it."""
+    """The data a group_data/<name>.py file gives, read the way pyinfra reads it (names with one
+    leading underscore, such as `_sudo`, are data: pyinfra takes global arguments from host data)."""
     path = folder / f"{name}.py"
     if not path.exists():
         return {}
     namespace: dict[str, Any] = {"__file__": str(path)}
     exec(compile(path.read_text(), str(path), "exec"), namespace)
     return {k: v for k, v in namespace.items()
-            if not k.startswith("_") and not callable(v) and not isinstance(v, type(re))}
+            if not k.startswith("__") and not callable(v) and not isinstance(v, type(re))}
 
 
 def checked_hosts(hosts: list, group: str, group_values: dict | None = None) -> list:

@@ -366,6 +366,30 @@ def test_inventory_from_terraform_outputs(stack):
     }
 
 
+# A recorded `terraform output -json` of this apply: the lab test that runs inventories/prod.py
+# (tests/lab/test_prod_inventory.py) reads it, pointed at a lab host. Re-record it with
+# GITEA_DEPLOY_RECORD_OUTPUTS=1 after changing terraform/outputs.tf.
+RECORDED_OUTPUTS = REPO / "tests/fixtures/terraform-output.json"
+
+
+def _shape(outputs: dict) -> dict:
+    """What must not drift between the live outputs and the recording: names, types, host keys."""
+    hosts = _value(outputs, "pyinfra_inventory")
+    return {"outputs": {k: v.get("type") and json.dumps(v["type"]) for k, v in outputs.items()},
+            "host_keys": sorted(hosts[0]),
+            "host": {k: hosts[0][k] for k in ("name", "ssh_port", "ssh_user", "admin_ssh_port", "gitea_domain",
+                                              "aws_region", "backup_s3_prefix", "ssm_parameter_path")}}
+
+
+def test_recorded_outputs_are_the_live_ones(stack):
+    if os.environ.get("GITEA_DEPLOY_RECORD_OUTPUTS") == "1":
+        RECORDED_OUTPUTS.parent.mkdir(parents=True, exist_ok=True)
+        RECORDED_OUTPUTS.write_text(json.dumps(stack.outputs, indent=2, sort_keys=True) + "\n")
+    recorded = json.loads(RECORDED_OUTPUTS.read_text())
+    assert _shape(recorded) == _shape(stack.outputs), (
+        f"{RECORDED_OUTPUTS.relative_to(REPO)} is stale: re-record with GITEA_DEPLOY_RECORD_OUTPUTS=1")
+
+
 def test_inventory_from_terraform_runs_terraform_output(stack, monkeypatch):
     for key, value in stack.tf_env.items():
         monkeypatch.setenv(key, value)

@@ -79,7 +79,7 @@ def test_tag_for_unknown_image_says_so():
 
 # --- state ----------------------------------------------------------------------------------------
 
-H1 = state.host_entry(ip="172.20.0.2", ssh_port=20001, https_port=20002, http_port=20003,
+H1 = state.host_entry(ip="172.20.0.2", admin_ssh_port=2222, ssh_port=20001, https_port=20002, http_port=20003,
                       git_ssh_port=20004, known_hosts=".lab/hosts/gitea-lab-1/known_hosts")
 H2 = dict(H1, ip="172.20.0.3", known_hosts=".lab/hosts/gitea-lab-2/known_hosts")
 TOP = {"ssh_key": ".lab/id_ed25519", "acme_ca_bundle": ".lab/pebble/listener.pem", "images_mode": "standin",
@@ -290,7 +290,7 @@ def test_wait_until_gives_up_at_once_when_told():
 # --- shared emulated AWS ----------------------------------------------------------------------------
 
 def test_host_entry_names_a_shared_aws_only_when_there_is_one():
-    ports = dict(ip="172.20.0.2", ssh_port=1, https_port=2, http_port=3, git_ssh_port=4, known_hosts="k")
+    ports = dict(ip="172.20.0.2", admin_ssh_port=2222, ssh_port=1, https_port=2, http_port=3, git_ssh_port=4, known_hosts="k")
     assert "aws" not in state.host_entry(**ports)
     assert state.host_entry(**ports, aws="drill")["aws"] == "drill"
 

@@ -1,0 +1,87 @@
+"""inventories/prod.py loaded as pyinfra loads it, from a recorded `terraform output -json`:
+what production needs to connect (the user, sudo) comes from the same place as in the lab."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from inventories import sources
+from tasks.settings import SettingsError
+
+REPO = Path(__file__).resolve().parents[2]
+RECORDED = REPO / "tests/fixtures/terraform-output.json"
+EMAILS = {"acme_email": "ops@example.com", "gitea_admin_email": "admin@example.com"}
+
+
+def load_inventory(path: str, monkeypatch, **env: str) -> dict[str, dict]:
+    from pyinfra.api import State
+    from pyinfra.context import ctx_inventory, ctx_state
+    from pyinfra_cli.inventory import make_inventory
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with ctx_state.use(State()):
+        inventory = make_inventory(path, cwd=str(REPO))
+    with ctx_inventory.use(inventory):
+        return {h.name: h.data.dict() for h in inventory}
+
+
+def overrides(tmp_path, values: dict) -> str:
+    path = tmp_path / "overrides.json"
+    path.write_text(json.dumps(values))
+    return str(path)
+
+
+def test_prod_inventory_connects_as_admin_with_sudo(tmp_path, monkeypatch):
+    hosts = load_inventory("inventories/prod.py", monkeypatch, GITEA_DEPLOY_TERRAFORM_OUTPUT=str(RECORDED),
+                           GITEA_DEPLOY_OVERRIDES=overrides(tmp_path, EMAILS))
+    recorded = json.loads(RECORDED.read_text())["pyinfra_inventory"]["value"][0]
+    data = hosts[recorded["name"]]
+    assert data["_sudo"] is True  # without it the first write fails: only the lab used to set it
+    assert data["ssh_user"] == "admin"
+    assert (data["ssh_hostname"], data["ssh_port"]) == (recorded["ssh_hostname"], recorded["admin_ssh_port"])
+    assert data["gitea_domain"] == recorded["gitea_domain"]
+
+
+def test_prod_inventory_refuses_to_run_without_the_operators_values(monkeypatch):
+    with pytest.raises(SettingsError, match="acme_email: is required"):
+        load_inventory("inventories/prod.py", monkeypatch, GITEA_DEPLOY_TERRAFORM_OUTPUT=str(RECORDED))
+
+
+def test_overrides_address_and_keys_only(tmp_path, monkeypatch):
+    hosts = load_inventory("inventories/prod.py", monkeypatch, GITEA_DEPLOY_TERRAFORM_OUTPUT=str(RECORDED),
+                           GITEA_DEPLOY_OVERRIDES=overrides(tmp_path, {**EMAILS, "ssh_hostname": "127.0.0.9",
+                                                                        "ssh_port": "2345"}))
+    (data,) = hosts.values()
+    assert data["ssh_hostname"] == "127.0.0.9" and data["ssh_port"] == 2345
+
+
+@pytest.mark.parametrize("key", ["gitea_domain", "backup_s3_bucket", "_sudo", "data_root"])
+def test_overrides_of_anything_else_are_refused(tmp_path, monkeypatch, key):
+    with pytest.raises(SettingsError, match=f"overrides may not set {key}"):
+        load_inventory("inventories/prod.py", monkeypatch, GITEA_DEPLOY_TERRAFORM_OUTPUT=str(RECORDED),
+                       GITEA_DEPLOY_OVERRIDES=overrides(tmp_path, {**EMAILS, key: "x"}))
+
+
+def test_a_missing_recording_says_so(monkeypatch):
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_inventory("inventories/prod.py", monkeypatch, GITEA_DEPLOY_TERRAFORM_OUTPUT="/nonexistent/out.json")
+
+
+def test_with_overrides_normalises_ports():
+    hosts = sources.with_overrides([("h", {"ssh_port": 22, "admin_ssh_port": 22})], {"ssh_port": "2222"})
+    assert hosts == [("h", {"ssh_port": 2222, "admin_ssh_port": 22})]
+
+
+def test_lab_host_entry_records_the_admin_port():
+    """`lab up --admin-port N`: the state records N, so inventories/lab.py connects to it."""
+    from lab import hosts as lab_hosts
+
+    info = {"Name": "/h", "NetworkSettings": {"Networks": {"gitea-lab": {"IPAddress": "172.18.0.9"}}},
+            "HostConfig": {"PortBindings": {f"{p}/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(20000 + p)}]
+                                            for p in (2345, 443, 80, 22)}}}
+    entry = lab_hosts.entry("h", info, 2345)
+    assert entry["admin_ssh_port"] == 2345 and entry["ssh_port"] == 22345
