@@ -6,6 +6,7 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
+from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
 from tasks import settings
@@ -28,18 +29,28 @@ def create_admin_command(compose_cmd: str, username: str, email: str, password_f
     """Create the administrator with a random password and keep that password in `password_file`.
 
     `compose_cmd` is compose("") of the stack. Every value is shell-quoted: an address such as
-    o'brien@example.com arrives as one argument.
+    o'brien@example.com arrives as one argument. Gitea prints the password once, so its output goes
+    to a root-only capture file (`capture_file()`) before anything parses it: if the parse or the
+    write dies, the next deploy finds the capture and parses it again instead of losing the password.
     """
     create = compose_cmd + shlex.join([
         "exec", "-T", "gitea", "gitea", "admin", "user", "create", "--username", username, "--email", email,
         "--admin", "--random-password", "--must-change-password",
     ])
-    target = shlex.quote(password_file)
+    target, capture = shlex.quote(password_file), shlex.quote(capture_file(password_file))
+    partial = shlex.quote(f"{password_file}.partial")
     return (
         "set -o pipefail; umask 077; "
-        f"out=$({create}) && printf '%s\\n' \"$out\" | sed -n \"s/^generated random password is '\\(.*\\)'$/\\1/p\" "
-        f"> {target} && test -s {target}"
+        # The shell opens the capture before Gitea runs: no capture, no user created.
+        f"if [ ! -s {capture} ]; then {create} > {capture} 2>&1 "
+        f"|| {{ rc=$?; cat {capture} >&2; rm -f {capture}; exit $rc; }}; fi; "
+        f"sed -n \"s/^generated random password is '\\(.*\\)'$/\\1/p\" {capture} > {partial} "
+        f"&& test -s {partial} && mv -f {partial} {target} && rm -f {capture}"
     )
+
+
+def capture_file(password_file: str) -> str:
+    return f"{password_file}.capture"
 
 
 class RunningServices(FactBase):
@@ -99,6 +110,8 @@ def gitea():
     server.shell(
         name=f"Create the first administrator {admin}",
         commands=[create_admin_command(compose(""), admin, host.data.gitea_admin_email, password_file)],
-        _if=lambda: admin not in host.get_fact(
+        # A capture left by an interrupted run is finished; an operator who deleted the password file
+        # after reading it (the runbook allows it) gets no new one.
+        _if=lambda: bool(host.get_fact(File, path=capture_file(password_file))) or admin not in host.get_fact(
             GiteaAdmins, compose_cmd=compose("exec -T gitea gitea admin user list --admin")),
     )

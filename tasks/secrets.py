@@ -33,13 +33,24 @@ def secrets_dir() -> str:
 
 def generate_once(path: str) -> None:
     """A random secret in `path` (owner-only), made only while the file does not exist."""
+    target, partial = shlex.quote(path), shlex.quote(f"{path}.partial")
     server.shell(
         name=f"Generate {path.rsplit('/', 1)[-1]} once",
-        # 32 random bytes, base64url without padding: the format Gitea's JWT secrets need.
-        commands=[f"umask 077; openssl rand 32 | basenc --base64url | tr -d '=\\n' > {shlex.quote(path)}"],
+        # 32 random bytes, base64url without padding: the format Gitea's JWT secrets need. Written
+        # beside the target, checked non-empty, then renamed: a killed deploy leaves the old file or
+        # a whole new one, never a truncated secret.
+        commands=[f"set -e; umask 077; openssl rand 32 | basenc --base64url | tr -d '=\\n' > {partial}; "
+                  f"test -s {partial}; mv -f {partial} {target}"],
         # Evaluated when the op runs: an earlier op (e.g. a fetch from SSM) may have written it.
-        _if=lambda: not host.get_fact(File, path=path),
+        _if=lambda: missing_or_empty(path),
     )
+
+
+def missing_or_empty(path: str) -> bool:
+    """No usable secret: absent, or empty (a write that died before this deploy made it atomic).
+    An empty secret never worked, so making a new one loses nothing."""
+    fact = host.get_fact(File, path=path)
+    return not fact or not fact.get("size")
 
 
 @deploy("Secrets", data_defaults=settings.defaults("gitea"))

@@ -73,3 +73,13 @@ def test_host_checks_pass_through_the_prod_inventory(prod_env):
     print(checks.stdout[-3000:])
     assert checks.returncode == 0, checks.stdout[-6000:] + checks.stderr[-2000:]
     assert " passed" in checks.stdout and "skipped" not in checks.stdout
+
+
+def test_an_empty_secret_is_repaired_not_kept(prod_env):
+    """A secret file left empty (a write that died) is made again by the next deploy, with its mode."""
+    path = "/srv/gitea/secrets/metrics_token"
+    api.exec(NAME, f"truncate -s 0 {path}", check=True)
+    result = deploy(None, inventory=PROD, env=prod_env)
+    assert result["returncode"] == 0, result["log"][-4000:]
+    size, mode = api.exec(NAME, f"stat -c '%s %a' {path}", check=True).stdout.split()
+    assert int(size) >= 32 and mode == "400"
