@@ -1,12 +1,19 @@
-"""Backups: restic to S3 (and a local repository on the data volume), run hourly by cron.
+"""Backups: restic into a local repository on the data volume and to S3, run hourly by cron.
 
 The job itself is files/backup/ (gitea-backup, gitea-restore and their module); this stage
-installs it with its configuration, the restic password (generated once, or taken from SSM on a
-replacement host, and kept in SSM) and initialised repositories. docs/concepts/backup.md explains
-the design, docs/runbooks/restore.md the restores.
+installs it with its configuration (backup.env: every value and path the job uses, see
+backup_env()), the restic password (generated once, or taken from SSM on a replacement host, and
+kept in SSM), initialised repositories and the boot unit that starts Gitea again if a backup died
+while Gitea was paused. docs/concepts/backup.md explains the design, docs/runbooks/restore.md the
+restores.
 """
 
 from __future__ import annotations
+
+import datetime
+import re
+import shlex
+from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
@@ -21,8 +28,28 @@ from tasks.secrets import generate_once, secrets_dir
 LIB_DIR = "/usr/local/lib/gitea-deploy"
 CONFIG_DIR = "/etc/gitea-deploy"
 CREDENTIALS_FILE = f"{CONFIG_DIR}/aws-credentials"
+ENV_FILE = f"{CONFIG_DIR}/backup.env"
 MODULES = ("gitea_backup.py", "gitea_restore.py")
 PROGRAMS = ("gitea-backup", "gitea-restore")
+RESUME_UNIT = "gitea-backup-resume.service"
+# The job's own files, off the data volume: they describe this host's runs, not Gitea's data.
+STATE_DIR = "/var/lib/gitea-backup"
+STATE_FILE = f"{STATE_DIR}/state.json"
+PAUSE_MARKER = f"{STATE_DIR}/paused"  # persistent: it must survive the reboot it is there for
+CACHE_DIR = "/var/cache/gitea-backup"
+LOCK_FILE = "/run/lock/gitea-backup.lock"  # tmpfs: no run survives a reboot, neither should its lock
+METRICS_NAME = "gitea_backup.prom"
+# The database role and name templates/gitea/compose.yaml.j2 gives PostgreSQL.
+DB_USER = DB_NAME = "gitea"
+
+
+def local_repository(data) -> str | None:
+    """The local repository's path: backup_local_repository below data_root when relative (the
+    default, backup/restic, follows a changed data_root), as given when absolute, None for none."""
+    value = data.get("backup_local_repository")
+    if not value:
+        return None
+    return value if value.startswith("/") else f"{data.get('data_root').rstrip('/')}/{value}"
 
 
 def s3_repository(data) -> str | None:
@@ -36,6 +63,110 @@ def s3_repository(data) -> str | None:
 def ssm_parameter(data) -> str | None:
     path = data.get("ssm_parameter_path")
     return f"{path}/restic_password" if path else None
+
+
+def backup_dir(data) -> str:
+    """On the data volume, next to what it copies: the dump, and a restore's staging."""
+    return f"{data.get('data_root').rstrip('/')}/backup"
+
+
+def metrics_file(data) -> str:
+    return f"{data.get('node_exporter_textfile_dir').rstrip('/')}/{METRICS_NAME}"
+
+
+def backup_env(data, *, compose_file: str, password_file: str, credentials_file: str | None) -> list[tuple[str, str, str]]:
+    """backup.env as (key, value, comment) rows: everything gitea-backup and gitea-restore read.
+    The job has no defaults of its own; tests/unit/test_backup_deploy.py checks the two agree."""
+    def b(key: str) -> str:
+        return f"GITEA_BACKUP_{key}"
+
+    rows = [
+        (b("DATA_ROOT"), data.get("data_root"), ""),
+        (b("COMPOSE_FILE"), compose_file, ""),
+        (b("HTTP_PORT"), str(data.get("gitea_http_port")), ""),
+        (b("HOST"), data.get("gitea_domain"), "restic's --host: the domain, so a replacement instance continues "
+                                              "the same snapshot history."),
+        (b("ADMIN_USER"), data.get("gitea_admin_username"), ""),
+        (b("PASSWORD_FILE"), password_file, "The restic password's file (root-only); never the password."),
+        (b("LOCAL_REPOSITORY"), local_repository(data) or "", "Empty: none (the pause then includes S3)."),
+        (b("S3_REPOSITORY"), s3_repository(data) or "", "Empty: none."),
+        (b("SSM_PARAMETER"), ssm_parameter(data) or "", "Empty: the password is not kept in SSM."),
+        *[(b(f"KEEP_{period.upper()}"), str(data.get(f"backup_keep_{period}")), "")
+          for period in ("hourly", "daily", "weekly", "monthly")],
+        (b("STOP_GITEA"), "true" if data.get("backup_stop_gitea") else "false", ""),
+        (b("READ_DATA_SUBSET"), data.get("backup_read_data_subset"), ""),
+        (b("READ_DATA_DAYS"), str(data.get("backup_read_data_days")), ""),
+        (b("DB_USER"), DB_USER, ""),
+        (b("DB_NAME"), DB_NAME, ""),
+        (b("DUMP_FILE"), f"{backup_dir(data)}/dump/gitea.pgdump", ""),
+        (b("STAGING_DIR"), backup_dir(data), "Restores unpack here and keep what they replace (pre-restore-*)."),
+        (b("STATE_FILE"), STATE_FILE, ""),
+        (b("METRICS_FILE"), metrics_file(data), "node_exporter's textfile collector reads it."),
+        (b("CACHE_DIR"), CACHE_DIR, ""),
+        (b("LOCK_FILE"), LOCK_FILE, ""),
+        (b("PAUSE_MARKER"), PAUSE_MARKER, "Exists while a backup has Gitea stopped; gitea-backup resume (boot "
+                                          "unit, next run) starts Gitea if a run died with it there."),
+    ]
+    if data.get("aws_region"):
+        rows += [("AWS_REGION", data.get("aws_region"), ""), ("AWS_DEFAULT_REGION", data.get("aws_region"), "")]
+    if data.get("s3_endpoint"):
+        rows.append(("AWS_ENDPOINT_URL", data.get("s3_endpoint"), "Emulated AWS: one endpoint serves S3 and SSM."))
+    if credentials_file:
+        rows.append(("AWS_SHARED_CREDENTIALS_FILE", credentials_file,
+                     "Emulated AWS only; production has no key file and uses the instance role."))
+    return rows
+
+
+def render_env(rows: list[tuple[str, str, str]]) -> str:
+    """KEY=value lines, each value shell-quoted (gitea_backup.parse_env and sh read them alike)."""
+    lines = ["# Managed by gitea-deploy (tasks/backup.py): read by gitea-backup and gitea-restore, which",
+             "# have no defaults of their own. No secret values here: only the paths of the files that",
+             "# hold them (root-only)."]
+    for key, value, comment in rows:
+        if not isinstance(value, str) or not re.match(r"^[A-Z][A-Z0-9_]*$", key) or "\n" in value:
+            raise ValueError(f"backup.env: {key}={value!r} cannot be written")
+        if comment:
+            lines.append(f"# {comment}")
+        lines.append(f"{key}={shlex.quote(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def schedule_interval(schedule: str) -> int:
+    """The longest gap, in seconds, between two runs of a cron schedule (settings.cron_schedule's
+    grammar): what "the last backup is recent" is measured against (tests/host)."""
+    nicknames = {"@hourly": 3600, "@daily": 86400, "@midnight": 86400, "@weekly": 7 * 86400,
+                 "@monthly": 31 * 86400, "@yearly": 366 * 86400, "@annually": 366 * 86400}
+    if schedule in nicknames:
+        return nicknames[schedule]
+
+    def expand(text: str, low: int, high: int) -> set[int]:
+        values = set()
+        for part in text.split(","):
+            span, _, step = part.partition("/")
+            first, last = (low, high) if span == "*" else (int(span.split("-")[0]), int(span.split("-")[-1]))
+            if step and span != "*" and "-" not in span:
+                last = high
+            values.update(range(first, last + 1, int(step or 1)))
+        return values
+
+    fields = schedule.split()
+    minutes, hours, days, months = (expand(f, lo, hi) for f, lo, hi in
+                                    zip(fields, (0, 0, 1, 1), (59, 23, 31, 12)))
+    weekdays = {d % 7 for d in expand(fields[4], 0, 7)}
+    start = datetime.datetime(2025, 1, 1)  # any year; 400 days cover every monthly schedule twice
+    any_day, any_weekday = fields[2] == "*", fields[4] == "*"
+    runs = []
+    for day in range(400):
+        date = start + datetime.timedelta(days=day)
+        if date.month not in months:
+            continue
+        in_month, in_week = date.day in days, (date.isoweekday() % 7) in weekdays
+        # cron: with both day fields restricted, either one matching is enough
+        if not ((in_month and in_week) if (any_day or any_weekday) else (in_month or in_week)):
+            continue
+        runs += [(day * 1440 + h * 60 + m) * 60 for h in sorted(hours) for m in sorted(minutes)]
+    gaps = [b - a for a, b in zip(runs, runs[1:])]
+    return max(gaps) if gaps else 366 * 86400
 
 
 class BackupRepositories(FactBase):
@@ -88,21 +219,19 @@ def backup():
     if credentials:
         files.template(name="Static AWS keys (emulated AWS only)", src=template("backup/aws-credentials.j2"),
                        dest=CREDENTIALS_FILE, mode="600")
-    files.template(
-        name="Backup configuration",
-        src=template("backup/backup.env.j2"),
-        dest=f"{CONFIG_DIR}/backup.env",
-        mode="644",
-        compose_file=compose_file(),
-        password_file=password,
-        s3_repository=s3_repository(data),
-        ssm_parameter=ssm,
-        credentials_file=CREDENTIALS_FILE if credentials else None,
-    )
+    env = render_env(backup_env(data, compose_file=compose_file(), password_file=password,
+                                credentials_file=CREDENTIALS_FILE if credentials else None))
+    files.put(name="Backup configuration", src=StringIO(env), dest=ENV_FILE, mode="644")
     # The dump and restores' staging live on the data volume, next to what they copy.
-    for path in (f"{data.data_root}/backup", f"{data.data_root}/backup/dump", "/var/cache/gitea-backup"):
+    for path in (backup_dir(data), f"{backup_dir(data)}/dump", CACHE_DIR):
         files.directory(name=f"Directory {path}", path=path, user="root", group="root", mode="700")
-    files.directory(name="Backup job's state", path="/var/lib/gitea-backup", user="root", group="root", mode="750")
+    files.directory(name="Backup job's state", path=STATE_DIR, user="root", group="root", mode="750")
+    # At boot, before anyone has to notice: Gitea started again if a backup died while it was
+    # paused (`compose stop` is not undone by restart: unless-stopped).
+    unit = files.put(name="Boot unit: resume an interrupted pause", src=str(REPO / "files/backup" / RESUME_UNIT),
+                     dest=f"/etc/systemd/system/{RESUME_UNIT}", mode="644")
+    systemd.daemon_reload(name="Reload systemd units (backup)", _if=unit.did_change)
+    systemd.service(name=f"Enable {RESUME_UNIT}", service=RESUME_UNIT, running=None, enabled=True)
 
     # The restic password: a replacement host takes its predecessor's from SSM, else one is made.
     if ssm:
@@ -120,7 +249,7 @@ def backup():
     server.shell(
         name="Backup metrics before the first run",
         commands=["gitea-backup metrics"],
-        _if=lambda: not host.get_fact(File, path=f"{data.node_exporter_textfile_dir}/gitea_backup.prom"),
+        _if=lambda: not host.get_fact(File, path=metrics_file(data)),
     )
     files.template(name="Backup schedule (cron)", src=template("backup/gitea-backup.j2"),
                    dest="/etc/cron.d/gitea-backup", mode="644")

@@ -257,9 +257,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ssm_parameter_path", "backup", (str, type(None)), None,
             "SSM Parameter Store path (Terraform output); the restic password is kept at "
             "<path>/restic_password so a replacement host can restore. None: not kept in SSM.", ssm_path),
-    Setting("backup_local_repository", "backup", (str, type(None)), None,
-            "A second restic repository on the data volume (fast restores, kept when S3 is down); None: none.",
-            absolute_path),
+    Setting("backup_local_repository", "backup", (str, type(None)), "backup/restic",
+            "The restic repository on the data volume that takes each snapshot while Gitea is paused (S3 gets "
+            "a copy after): relative to data_root, or absolute below it. None: none (the pause then waits on S3).",
+            lambda v: absolute_path(v) if v.startswith("/") else
+            (None if Path(v).parts and ".." not in Path(v).parts and "\n" not in v
+             else "must be a path below data_root (no ..)")),
     Setting("backup_schedule", "backup", str, "15 * * * *", "When cron runs the backup job (default hourly).",
             cron_schedule),
     Setting("backup_keep_hourly", "backup", int, 24, "Retention: newest snapshot of each of the last N hours.",
@@ -354,7 +357,8 @@ def _backup_cross_checks(data: dict[str, Any]) -> list[str]:
     if bool(get("backup_aws_access_key_id")) != bool(get("backup_aws_secret_access_key")):
         found.append("backup_aws_secret_access_key: set both static key values, or neither")
     local, root = get("backup_local_repository"), get("data_root")
-    if isinstance(local, str) and isinstance(root, str) and not local.startswith(root.rstrip("/") + "/"):
+    if isinstance(local, str) and local.startswith("/") and isinstance(root, str) \
+            and not local.startswith(root.rstrip("/") + "/"):
         found.append(f"backup_local_repository: {local!r} must be on the data volume, below {root}")
     keep = [get(f"backup_keep_{k}") for k in ("hourly", "daily", "weekly", "monthly")]
     if all(isinstance(v, int) for v in keep) and not any(keep):

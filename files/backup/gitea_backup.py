@@ -5,11 +5,16 @@ Installed by tasks/backup.py as /usr/local/lib/gitea-deploy/gitea_backup.py; the
 standard library, plus boto3 (Debian python3-boto3) for SSM only. docs/concepts/backup.md says why
 it works this way; the pure functions at the top are unit-tested (tests/unit/test_backup_job.py).
 
-A run: take the lock; stop Gitea (configurable); dump PostgreSQL (pg_dump -Fc, from the db
-container) and snapshot the dump, Gitea's data and configuration and the secrets into the first
-repository (the local one when configured, else S3); start Gitea and measure the pause; copy the
-new snapshots to S3; apply retention (forget, prune, check) only where this run's backup landed;
-a read-data check every few days; write the outcome for node_exporter's textfile collector.
+A run: take the lock; start Gitea again if an earlier run died while it was paused (the pause
+marker); stop Gitea (configurable); dump PostgreSQL (pg_dump -Fc, from the db container) and
+snapshot the dump, Gitea's data and configuration and the secrets into the first repository (the
+local one when configured, else S3); start Gitea and measure the pause; copy the new snapshots to
+S3; apply retention (forget, prune, check) only where this run's backup landed; a read-data check
+every few days; write the outcome for node_exporter's textfile collector.
+
+Configuration: backup.env, written by the deploy, is the whole contract. Every path the job uses
+comes from it and a missing key is an error: there is no second set of defaults here. Only the
+place of backup.env itself is built in (CONFIG_FILE, or GITEA_BACKUP_CONFIG for a drill).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import logging
 import logging.handlers
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,10 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CONFIG_FILE = "/etc/gitea-deploy/backup.env"
-STATE_FILE = "/var/lib/gitea-backup/state.json"
-LOCK_FILE = "/run/lock/gitea-backup.lock"
-CACHE_DIR = "/var/cache/gitea-backup"
-METRICS_NAME = "gitea_backup.prom"
 
 EXIT_FAILED = 1
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another run holds the lock; try again later
@@ -48,6 +50,7 @@ METADATA_TIMEOUT = 600
 DATA_TIMEOUT = 12 * 3600
 COMPOSE_TIMEOUT = 300
 HEALTH_TIMEOUT = 300
+START_RETRY_SECONDS = 180  # `compose start` right after boot can fail while the engine settles
 
 # restic's exit codes (0.17+): the repository does not exist; the password is wrong.
 RESTIC_NO_REPOSITORY = 10
@@ -101,27 +104,38 @@ class Config:
     stop_gitea: bool
     read_data_subset: str
     read_data_days: int
-    textfile_dir: str
-    db_user: str = "gitea"
-    db_name: str = "gitea"
-    state_file: str = STATE_FILE
-    aws_env: dict[str, str] = field(default_factory=dict)
+    db_user: str
+    db_name: str
+    dump_file: str  # pg_dump's output, snapshotted with the files
+    staging_dir: str  # where a restore unpacks a snapshot and keeps what it replaced
+    state_file: str  # the outcomes the metrics are made from
+    metrics_file: str  # in node_exporter's textfile directory
+    cache_dir: str  # restic's cache
+    lock_file: str  # one backup or restore at a time
+    pause_marker: str  # exists while a backup has Gitea stopped: a crash leaves it behind
+    aws_env: dict[str, str]
 
     @classmethod
     def from_env(cls, values: dict[str, str]) -> "Config":
-        def get(key: str, default: str | None = None) -> str:
-            value = values.get(f"GITEA_BACKUP_{key}", default)
-            if value is None:
-                raise ValueError(f"GITEA_BACKUP_{key} is not set in {CONFIG_FILE}")
-            return value
+        """Every GITEA_BACKUP_* key is required (an optional value is written empty); a missing
+        one raises ValueError naming it. AWS_* values are passed on to restic and boto3."""
+        missing = [f"GITEA_BACKUP_{key}" for key in ENV_KEYS if f"GITEA_BACKUP_{key}" not in values]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} not set in the backup configuration (the deploy writes "
+                             f"{CONFIG_FILE}; redeploy)")
+
+        def get(key: str) -> str:
+            return values[f"GITEA_BACKUP_{key}"]
 
         repositories = tuple(
             Repository(name, url)
-            for name, url in (("local", get("LOCAL_REPOSITORY", "")), ("s3", get("S3_REPOSITORY", "")))
+            for name, url in (("local", get("LOCAL_REPOSITORY")), ("s3", get("S3_REPOSITORY")))
             if url
         )
         if not repositories:
             raise ValueError("no repository configured (GITEA_BACKUP_LOCAL_REPOSITORY, GITEA_BACKUP_S3_REPOSITORY)")
+        if get("STOP_GITEA") not in ("true", "false"):
+            raise ValueError(f"GITEA_BACKUP_STOP_GITEA={get('STOP_GITEA')!r}: must be true or false")
         return cls(
             data_root=get("DATA_ROOT"),
             compose_file=get("COMPOSE_FILE"),
@@ -130,15 +144,20 @@ class Config:
             admin_user=get("ADMIN_USER"),
             password_file=get("PASSWORD_FILE"),
             repositories=repositories,
-            ssm_parameter=get("SSM_PARAMETER", "") or None,
-            keep={k: int(get(f"KEEP_{k.upper()}", "0")) for k in ("hourly", "daily", "weekly", "monthly")},
-            stop_gitea=get("STOP_GITEA", "true") == "true",
-            read_data_subset=get("READ_DATA_SUBSET", "5%"),
-            read_data_days=int(get("READ_DATA_DAYS", "7")),
-            textfile_dir=get("TEXTFILE_DIR"),
-            db_user=get("DB_USER", "gitea"),
-            db_name=get("DB_NAME", "gitea"),
-            state_file=get("STATE_FILE", STATE_FILE),
+            ssm_parameter=get("SSM_PARAMETER") or None,
+            keep={k: int(get(f"KEEP_{k.upper()}")) for k in ("hourly", "daily", "weekly", "monthly")},
+            stop_gitea=get("STOP_GITEA") == "true",
+            read_data_subset=get("READ_DATA_SUBSET"),
+            read_data_days=int(get("READ_DATA_DAYS")),
+            db_user=get("DB_USER"),
+            db_name=get("DB_NAME"),
+            dump_file=get("DUMP_FILE"),
+            staging_dir=get("STAGING_DIR"),
+            state_file=get("STATE_FILE"),
+            metrics_file=get("METRICS_FILE"),
+            cache_dir=get("CACHE_DIR"),
+            lock_file=get("LOCK_FILE"),
+            pause_marker=get("PAUSE_MARKER"),
             aws_env={k: v for k, v in values.items() if k.startswith("AWS_")},
         )
 
@@ -149,15 +168,21 @@ class Config:
         raise JobError(f"no {name} repository is configured (have: {', '.join(r.name for r in self.repositories)})")
 
     @property
-    def dump_file(self) -> str:
-        return f"{self.data_root}/backup/dump/gitea.pgdump"
-
-    @property
     def backup_paths(self) -> list[str]:
         """What a snapshot holds: the dump, repositories/LFS/attachments/avatars (and jwt/ keys),
         app.ini, the secrets (SECRET_KEY & co: without them 2FA and tokens die) and the stack."""
         root = self.data_root
         return [self.dump_file, f"{root}/gitea/data", f"{root}/gitea/config", f"{root}/secrets", f"{root}/compose.yaml"]
+
+
+# What backup.env must hold (GITEA_BACKUP_<key>); tasks/backup.py writes each, the unit tests
+# compare the two. Empty means "none" for LOCAL_REPOSITORY, S3_REPOSITORY and SSM_PARAMETER.
+ENV_KEYS = (
+    "DATA_ROOT", "COMPOSE_FILE", "HTTP_PORT", "HOST", "ADMIN_USER", "PASSWORD_FILE", "LOCAL_REPOSITORY",
+    "S3_REPOSITORY", "SSM_PARAMETER", "KEEP_HOURLY", "KEEP_DAILY", "KEEP_WEEKLY", "KEEP_MONTHLY", "STOP_GITEA",
+    "READ_DATA_SUBSET", "READ_DATA_DAYS", "DB_USER", "DB_NAME", "DUMP_FILE", "STAGING_DIR", "STATE_FILE",
+    "METRICS_FILE", "CACHE_DIR", "LOCK_FILE", "PAUSE_MARKER",
+)
 
 
 def load_config(path: str | None = None) -> Config:
@@ -226,6 +251,8 @@ _CHECK_METRICS = [
 _JOB_METRICS = [
     ("gitea_backup_gitea_pause_seconds", "Seconds Gitea was unavailable during the last backup.", "pause_seconds"),
     ("gitea_backup_database_dump_bytes", "Size of the last database dump.", "dump_bytes"),
+    ("gitea_backup_last_resume_timestamp_seconds", "When Gitea last had to be started again after a backup "
+     "died while it was paused (0 = never).", "last_resume"),
     ("gitea_restore_last_run_timestamp_seconds", "When gitea-restore last ran.", "restore_last_run"),
     ("gitea_restore_last_exit_status", "0 if the last restore succeeded, else 1.", "restore_exit_status"),
     ("gitea_restore_last_duration_seconds", "Seconds the last restore took (start to healthy).", "restore_duration"),
@@ -253,8 +280,9 @@ def render_metrics(state: dict, repositories: list[str]) -> str:
 
 # --- side effects: files, processes ------------------------------------------------------------
 
-def atomic_write(path: str, text: str, mode: int = 0o644) -> None:
-    """Readers (node_exporter, the next run) see the old file or the new one, never half of one."""
+def atomic_write(path: str, text: str, mode: int = 0o644, durable: bool = False) -> None:
+    """Readers (node_exporter, the next run) see the old file or the new one, never half of one.
+    durable: the rename itself is on disk when this returns (it survives a power cut)."""
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
@@ -269,6 +297,16 @@ def atomic_write(path: str, text: str, mode: int = 0o644) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    if durable:
+        fsync_directory(directory)
+
+
+def fsync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def load_state(cfg: Config) -> dict:
@@ -284,7 +322,7 @@ def load_state(cfg: Config) -> dict:
 
 def save_state(cfg: Config, state: dict) -> None:
     atomic_write(cfg.state_file, json.dumps(state, indent=2, sort_keys=True) + "\n", 0o640)
-    atomic_write(f"{cfg.textfile_dir}/{METRICS_NAME}", render_metrics(state, [r.name for r in cfg.repositories]))
+    atomic_write(cfg.metrics_file, render_metrics(state, [r.name for r in cfg.repositories]))
 
 
 def run(argv: list[str], *, timeout: float, env: dict | None = None, stdin=subprocess.DEVNULL,
@@ -310,7 +348,7 @@ class Restic:
     def __init__(self, cfg: Config, repo: Repository, password_file: str | None = None):
         self.cfg, self.repo = cfg, repo
         self.password_file = password_file or cfg.password_file
-        self.env = {**os.environ, **cfg.aws_env, "RESTIC_CACHE_DIR": CACHE_DIR}
+        self.env = {**os.environ, **cfg.aws_env, "RESTIC_CACHE_DIR": cfg.cache_dir}
 
     def argv(self, *args: str) -> list[str]:
         return ["restic", "-r", self.repo.url, "--password-file", self.password_file, *args]
@@ -353,16 +391,17 @@ class LockedError(JobError):
 
 
 @contextlib.contextmanager
-def job_lock(what: str):
-    """One backup or restore at a time; a second run refuses at once (cron will try again)."""
-    os.makedirs(os.path.dirname(LOCK_FILE), exist_ok=True)
-    with open(LOCK_FILE, "a+") as handle:
+def job_lock(path: str, what: str):
+    """One backup or restore at a time; a second run refuses at once (cron will try again).
+    flock: the kernel releases it when the holder dies, however it dies (children do not inherit it)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a+") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise LockedError(f"{what}: another run holds {LOCK_FILE} ({holder}); not starting a second one")
+            raise LockedError(f"{what}: another run holds {path} ({holder}); not starting a second one")
         handle.seek(0)
         handle.truncate()
         handle.write(f"{what}, pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
@@ -373,6 +412,106 @@ def job_lock(what: str):
             handle.seek(0)
             handle.truncate()
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# --- crash safety: signals and the pause marker ---------------------------------------------------
+
+class Terminated(BaseException):
+    """SIGTERM, SIGINT or SIGHUP, raised wherever the job is: the pause's `finally` then starts
+    Gitea before the job exits. A BaseException, so no `except JobError` carries on past it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"interrupted by {signal.Signals(self.signum).name}"
+
+
+_deferring = 0
+_pending: list[int] = []
+
+
+def _on_signal(signum, _frame) -> None:
+    if _deferring:
+        _pending.append(signum)  # raised once Gitea is running again (deferred_signals)
+        return
+    raise Terminated(signum)
+
+
+def handle_signals() -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _on_signal)
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """Starting Gitea again is not interrupted by a signal: it is raised after (the signal mask
+    is left alone, so `docker compose` itself can still be stopped)."""
+    global _deferring
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+        if not _deferring and _pending:
+            signum = _pending[0]
+            _pending.clear()
+            raise Terminated(signum)
+
+
+def read_marker(cfg: Config) -> str | None:
+    """The pause marker's text (who paused Gitea, when), or None when Gitea is not paused by us."""
+    try:
+        return Path(cfg.pause_marker).read_text().strip() or "no details"
+    except FileNotFoundError:
+        return None
+
+
+def write_marker(cfg: Config) -> None:
+    """On disk (fsync'd file and directory) before Gitea is stopped: a SIGKILL, an OOM kill or a
+    power cut at any later moment leaves it, and the next run or the boot unit starts Gitea."""
+    atomic_write(cfg.pause_marker, f"paused by gitea-backup, pid {os.getpid()}, since "
+                                   f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n", 0o644, durable=True)
+
+
+def clear_marker(cfg: Config) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(cfg.pause_marker)
+    fsync_directory(os.path.dirname(cfg.pause_marker))
+
+
+def resume_interrupted(cfg: Config, stack: "Stack", state: dict | None = None) -> bool:
+    """With the job lock held: a marker means a run died while Gitea was stopped. Start Gitea,
+    wait until it is healthy, remove the marker. True if there was one."""
+    marker = read_marker(cfg)
+    if marker is None:
+        return False
+    log.warning("a backup was interrupted while Gitea was paused (%s: %s): starting Gitea again",
+                cfg.pause_marker, marker)
+    with deferred_signals():
+        stack.resume()
+        own_state = state is None
+        state = load_state(cfg) if own_state else state
+        state["last_resume"] = time.time()
+        if own_state:
+            save_state(cfg, state)
+    log.info("Gitea is running and healthy again after the interrupted backup")
+    return True
+
+
+def resume(cfg: Config) -> int:
+    """`gitea-backup resume` (the boot unit, and cron after each run): bring Gitea back if a backup
+    died during its pause. Nothing to do without a marker; a live run that holds the lock starts
+    Gitea itself."""
+    if read_marker(cfg) is None:
+        return 0
+    try:
+        with job_lock(cfg.lock_file, "gitea-backup resume"):
+            resume_interrupted(cfg, Stack(cfg))
+    except LockedError as error:
+        log.info("%s: the marker belongs to that run, which starts Gitea itself", error)
+    return 0
 
 
 # --- the stack ----------------------------------------------------------------------------------
@@ -432,25 +571,49 @@ class Stack:
         os.replace(tmp, path)
         return os.path.getsize(path)
 
+    def start_gitea(self) -> None:
+        """`compose start gitea`, retried for a while: right after boot the engine may not be ready."""
+        deadline = time.monotonic() + START_RETRY_SECONDS
+        while True:
+            try:
+                self.checked("start", "gitea")
+                return
+            except JobError as error:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("%s; trying again in 5 s", error)
+                time.sleep(5)
+
+    def resume(self) -> None:
+        """Gitea started and healthy; only then is the pause marker removed."""
+        self.start_gitea()
+        self.wait_healthy()
+        clear_marker(self.cfg)
+
     @contextlib.contextmanager
-    def paused(self, result: dict):
-        """Gitea stopped for the duration (when configured and running); result["pause_seconds"]
-        is how long it did not answer: from the stop until /api/healthz passes again."""
-        if not self.cfg.stop_gitea or not self.gitea_running():
-            if self.cfg.stop_gitea:
+    def paused(self, result: dict, enabled: bool = True):
+        """Gitea stopped for the duration (when configured, enabled and running); result["pause_seconds"]
+        is how long it did not answer: from the stop until /api/healthz passes again.
+
+        Crash-safe: the marker is on disk before the stop and removed only once Gitea is healthy
+        again; a signal (Terminated) leaves through the `finally`, which starts Gitea first."""
+        if not (self.cfg.stop_gitea and enabled) or not self.gitea_running():
+            if self.cfg.stop_gitea and enabled:
                 log.warning("Gitea is not running: backing up without pausing it")
             result["pause_seconds"] = 0.0
             yield
             return
         started = time.monotonic()
-        self.checked("stop", "gitea")
+        write_marker(self.cfg)
         try:
+            self.checked("stop", "gitea")
             yield
         finally:
-            self.checked("start", "gitea")
-            self.wait_healthy()
-            result["pause_seconds"] = time.monotonic() - started
-            log.info("Gitea paused for %.1f s (stopped, dumped, snapshotted, healthy again)", result["pause_seconds"])
+            with deferred_signals():
+                self.resume()
+                result["pause_seconds"] = time.monotonic() - started
+                log.info("Gitea paused for %.1f s (stopped, dumped, snapshotted, healthy again)",
+                         result["pause_seconds"])
 
 
 # --- logging --------------------------------------------------------------------------------------
@@ -526,14 +689,43 @@ def backup(cfg: Config, tags: list[str], at: str | None = None) -> int:
     state = load_state(cfg)
     outcomes = {repo.name: Outcome(repo) for repo in cfg.repositories}
     restics = {repo.name: Restic(cfg, repo) for repo in cfg.repositories}
+    stack = Stack(cfg)
+    try:
+        # First of all: an earlier run that died during its pause left Gitea stopped.
+        resume_interrupted(cfg, stack, state)
+        return _backup(cfg, tags, at, state, outcomes, restics, stack)
+    except Terminated as stop:
+        with deferred_signals():  # record why, then exit (Gitea was started by the pause's finally)
+            for outcome in outcomes.values():
+                outcome.fail(str(stop))
+                record_outcome(state, outcome, None)
+            save_state(cfg, state)
+        raise
+
+
+def first_repository(outcomes: dict, reachable: dict) -> tuple[str | None, bool]:
+    """Which repository takes the snapshot, and whether Gitea is paused for it.
+
+    The pause never waits on S3 while a local repository is configured: the snapshot goes to the
+    local disk and S3 gets a copy once Gitea is running again. If the local repository is
+    configured but unusable this run, S3 takes the snapshot without pausing Gitea (dump first,
+    as with backup_stop_gitea false). Only with S3 as the one repository (backup_local_repository
+    None, the operator's choice) does the pause include the upload of what changed."""
+    if "local" in outcomes:
+        if reachable["local"]:
+            return "local", True
+        return ("s3" if reachable.get("s3") else None), False
+    return ("s3" if reachable.get("s3") else None), True
+
+
+def _backup(cfg: Config, tags: list[str], at: str | None, state: dict, outcomes: dict, restics: dict,
+            stack: "Stack") -> int:
     reachable = {}
     for name, outcome in outcomes.items():
         why = s3_reachable(outcome.repo) if outcome.repo.remote else None
         reachable[name] = why is None
         if why:
             outcome.fail(why)
-    # The first repository takes the snapshot while Gitea is paused: the local disk when there is
-    # one (short pause, and kept when S3 is down); S3 receives a copy afterwards.
     for name in outcomes:
         if reachable[name]:
             try:
@@ -541,18 +733,21 @@ def backup(cfg: Config, tags: list[str], at: str | None = None) -> int:
             except JobError as error:
                 reachable[name] = False
                 outcomes[name].fail(str(error))
-    first = next((name for name in outcomes if reachable[name]), None)
+    first, pause = first_repository(outcomes, reachable)
+    if first and not pause and cfg.stop_gitea:
+        log.warning("the local repository is unusable: snapshot into %s without pausing Gitea "
+                    "(the pause never waits on S3)", first)
     job = {"pause_seconds": 0.0}
-    stack = Stack(cfg)
     try:
         if first is None:
             raise JobError("no repository is reachable: nothing was backed up")
-        with stack.paused(job):
+        with stack.paused(job, enabled=pause):
             job["dump_bytes"] = stack.dump(cfg.dump_file)
             outcomes[first].snapshot = snapshot_into(cfg, restics[first], tags, at)
         log.info("snapshot %s in %s: %d files, %d bytes, %d new", outcomes[first].snapshot["snapshot_id"][:8],
                  first, outcomes[first].snapshot["total_files_processed"],
                  outcomes[first].snapshot["total_bytes_processed"], outcomes[first].snapshot["data_added"])
+        # Gitea is running again from here on.
         for name, outcome in outcomes.items():
             if name == first or not reachable[name]:
                 continue
@@ -723,6 +918,8 @@ def main(argv: list[str]) -> int:
     check_cmd.add_argument("--repository", choices=["local", "s3"])
     check_cmd.add_argument("--read-data-subset", help="also read back this share of the data (e.g. 5%%, 100%%)")
     sub.add_parser("metrics", help="write the metrics file from the last outcomes (the deploy does, once)")
+    sub.add_parser("resume", help="start Gitea if a backup died while it was paused (boot unit, cron after "
+                   "each run); nothing to do otherwise")
     pw = sub.add_parser("password", help="the restic password in SSM: status | fetch | publish")
     pw.add_argument("action", choices=["status", "fetch", "publish"])
     passthrough = sub.add_parser("restic", help="run restic against a repository with the job's settings, "
@@ -742,6 +939,9 @@ def guarded(ident: str, body, quiet: bool = False) -> int:
     except LockedError as error:
         log.error("%s", error)
         return EXIT_LOCKED
+    except Terminated as stop:
+        log.error("%s: stopped (Gitea was started again if this run had paused it)", stop)
+        return 128 + stop.signum
     except JobError as error:
         log.error("FAILED: %s", error)
         return EXIT_FAILED
@@ -767,7 +967,10 @@ def command(args) -> int:
     if args.command == "metrics":
         save_state(cfg, load_state(cfg))
         return 0
-    with job_lock(f"gitea-backup {args.command or 'run'}"):
+    if args.command == "resume":
+        return resume(cfg)
+    handle_signals()
+    with job_lock(cfg.lock_file, f"gitea-backup {args.command or 'run'}"):
         if args.command == "init":
             print("initialised: " + (", ".join(init(cfg)) or "nothing to do"))
             return 0

@@ -109,7 +109,7 @@ def restore(cfg: Config, wanted: str = "latest", source: str = "auto", password_
              restic.repo.name)
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    backup_dir = Path(cfg.data_root) / "backup"
+    backup_dir = Path(cfg.staging_dir)
     staging = backup_dir / f"restore-{stamp}"
     aside = backup_dir / f"pre-restore-{stamp}"
     staging.mkdir(parents=True, mode=0o700)
@@ -189,7 +189,7 @@ def main(argv: list[str]) -> int:
 
     def body() -> int:
         cfg = load_config()
-        with job_lock("gitea-restore"):
+        with job_lock(cfg.lock_file, "gitea-restore"):
             return restore(cfg, args.snapshot, args.source, args.password_file, args.force)
 
     return guarded("gitea-restore", body)

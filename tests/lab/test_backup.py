@@ -3,7 +3,9 @@
 Host A is deployed and seeded through the Gitea stand-in's API and CLI (users, repositories with
 real git history, attachments, LFS objects in the data volume); its backups go to S3 (moto) and to
 the local repository. The fault tests run on A: a second run refuses, S3 unreachable keeps the
-local copy, retention keeps what the policy says, a corrupted repository fails its check. Then the
+local copy (and the host checks then fail, as they must for a host whose backups fail), a job
+killed (SIGKILL, SIGTERM, SIGKILL then a reboot) while Gitea is paused never leaves Gitea down,
+retention keeps what the policy says, a corrupted repository fails its check. Then the
 drill: A's last backup, A destroyed, a fresh host B deployed (it takes the restic password from SSM,
 as a replacement EC2 instance does), `pyinfra restore.py` on B, and B must serve healthz with
 byte-identical data, the same database rows and A's credentials. Steps share the hosts and run in
@@ -20,7 +22,7 @@ import time
 import pytest
 
 from lab import api
-from lab.converge import INVENTORY, REPO, deploy, root_ca_file
+from lab.converge import INVENTORY, REPO, deploy, host_checks, root_ca_file
 from tests.lab.test_deploy import wait_healthy
 
 pytestmark = pytest.mark.lab
@@ -29,6 +31,7 @@ A, B = "gitea-lab-bk-a", "gitea-lab-bk-b"
 AWS = "bk"  # the shared emulated AWS: container gitea-lab-aws-bk
 COMPOSE = "docker compose -f /srv/gitea/compose.yaml"
 METRICS = "/var/lib/prometheus/node-exporter/gitea_backup.prom"
+MARKER = "/var/lib/gitea-backup/paused"
 SCRATCH = "/tmp/retention-drill"  # a scratch configuration and repository for retention and corruption
 FIGURES: dict[str, float] = {}
 SEEN: dict[str, object] = {}  # what A held, to compare B with
@@ -157,6 +160,9 @@ def test_s3_unreachable_keeps_the_local_copy_and_says_so(host_a):
         subprocess.run(["docker", "unpause", f"gitea-lab-aws-{AWS}"], check=True, capture_output=True)
     assert cp.returncode == 1, cp.stderr
     assert "S3 is unreachable" in cp.stderr and seconds < 120
+    # The host checks see a host whose backups fail (and name the repository).
+    failing = host_checks(A, "-k", "test_backups_are_recent_and_succeed")
+    assert failing.returncode != 0 and "s3: the last run failed" in failing.stdout, failing.stdout[-3000:]
     seen = metrics(A)
     assert seen['gitea_backup_last_exit_status{repository="s3"}'] == 1
     assert seen['gitea_backup_last_exit_status{repository="local"}'] == 0
@@ -167,6 +173,8 @@ def test_s3_unreachable_keeps_the_local_copy_and_says_so(host_a):
     sh(A, "gitea-backup restic s3 check")
     sh(A, "gitea-backup")
     assert metrics(A)['gitea_backup_last_exit_status{repository="s3"}'] == 0
+    passing = host_checks(A, "-k", "test_backups_are_recent_and_succeed or test_gitea_is_not_left_paused")
+    assert passing.returncode == 0, passing.stdout[-3000:]
 
 
 def assert_converged(name: str) -> None:
@@ -181,6 +189,104 @@ def test_redeploy_after_backups_changes_nothing(host_a):
     assert_converged(A)
 
 
+# --- a job that dies while Gitea is paused ---------------------------------------------------------
+
+# Starts a backup and waits (bounded) until it has Gitea stopped: the marker is there and the
+# container is not running. Then freezes the job (SIGSTOP: it cannot start Gitea any more), checks
+# Gitea is still down (else the pause ended first: "race", the caller tries again) and sends the
+# job SIGNAL (and, for KILL, SIGKILL to every process it started too).
+IN_THE_PAUSE = r"""
+cid=$(docker compose -f /srv/gitea/compose.yaml ps -q gitea)
+descendants() { local c; for c in $(ps -o pid= --ppid "$1"); do echo "$c"; descendants "$c"; done; }
+running() { docker inspect -f '{{.State.Running}}' "$cid"; }
+gitea-backup >/tmp/paused-run.log 2>&1 </dev/null & job=$!
+for i in $(seq 1200); do
+    [ -e MARKER ] && [ "$(running)" = false ] && break
+    kill -0 $job 2>/dev/null || { echo "ended before its pause"; cat /tmp/paused-run.log; exit 1; }
+    sleep 0.05
+done
+kill -STOP $job
+if [ ! -e MARKER ] || [ "$(running)" != false ]; then kill -CONT $job; wait $job || true; echo race; exit 0; fi
+if curl -fsS -m 2 http://127.0.0.1:3000/api/healthz >/dev/null 2>&1; then echo "healthz answers"; exit 1; fi
+echo "down at the kill: marker $(cat MARKER)"
+if [ SIGNAL = KILL ]; then
+    set +e; kill -KILL $job $(descendants $job); wait $job; echo "job=$?"
+else
+    set +e; kill -SIGNAL $job; kill -CONT $job; wait $job; echo "job=$?"
+fi
+"""
+
+
+def kill_in_the_pause(signal: str) -> str:
+    script = IN_THE_PAUSE.replace("MARKER", MARKER).replace("SIGNAL", signal)
+    for _ in range(3):
+        out = sh(A, script, timeout=300).stdout
+        if "race" not in out.split():
+            assert "down at the kill" in out, out
+            return out
+    raise AssertionError(f"the pause ended before the job could be stopped, three times: {out}")
+
+
+UP = ["running", "pass", "no-marker"]
+LEFT_DOWN = ["stopped", "fail", "marker"]  # what a dead job leaves behind
+
+
+def gitea_state(name: str) -> list[str]:
+    """[running|stopped, healthz pass|fail, marker|no-marker]"""
+    return sh(name, f"""
+        [ "$({COMPOSE} ps --status running --services | grep -cx gitea)" = 1 ] && echo running || echo stopped
+        curl -fsS -m 5 http://127.0.0.1:3000/api/healthz | grep -q '"pass"' && echo pass || echo fail
+        [ -e {MARKER} ] && echo marker || echo no-marker
+    """).stdout.split()
+
+
+def test_sigterm_during_the_pause_starts_gitea_before_the_job_exits(host_a):
+    out = kill_in_the_pause("TERM")
+    assert "job=143" in out, out  # 128 + SIGTERM, after starting Gitea
+    assert gitea_state(A) == UP
+    log = sh(A, "cat /tmp/paused-run.log").stdout
+    assert "interrupted by SIGTERM" in log, log
+    seen = metrics(A)
+    assert seen['gitea_backup_last_exit_status{repository="local"}'] == 1  # the interrupted run says so
+
+
+def test_sigkill_during_the_pause_next_run_starts_gitea_and_succeeds(host_a):
+    out = kill_in_the_pause("KILL")
+    assert "job=137" in out, out
+    assert gitea_state(A) == LEFT_DOWN
+    t = time.monotonic()
+    cp = sh(A, "gitea-backup")
+    assert "interrupted while Gitea was paused" in cp.stderr, cp.stderr
+    assert gitea_state(A) == UP
+    seen = metrics(A)
+    assert seen['gitea_backup_last_exit_status{repository="local"}'] == 0
+    assert seen['gitea_backup_last_exit_status{repository="s3"}'] == 0
+    assert seen["gitea_backup_last_resume_timestamp_seconds"] > 0
+    FIGURES["run after a SIGKILLed one: resume + backup (s)"] = time.monotonic() - t
+
+
+def test_sigkill_during_the_pause_then_reboot_gitea_comes_back_on_its_own(host_a):
+    kill_in_the_pause("KILL")
+    assert gitea_state(A) == LEFT_DOWN
+    t = time.monotonic()
+    api.reboot(A)
+    state = None
+    for _ in range(60):  # bounded: 3 minutes after the host answers again
+        state = gitea_state(A)
+        if state == UP:
+            break
+        time.sleep(3)
+    FIGURES["reboot with Gitea left paused, to healthy (s)"] = time.monotonic() - t
+    assert state == UP, f"{state}\n" + \
+        sh(A, "journalctl -b -u gitea-backup-resume --no-pager; journalctl -b -t gitea-backup --no-pager -n 30",
+           check=False).stdout
+    assert "starting Gitea again" in sh(A, "journalctl -b -t gitea-backup --no-pager").stdout
+    sh(A, "gitea-backup")
+    seen = metrics(A)
+    assert seen['gitea_backup_last_exit_status{repository="local"}'] == 0
+    assert seen['gitea_backup_last_exit_status{repository="s3"}'] == 0
+
+
 def scratch_env() -> str:
     """backup.env with a scratch local repository, no S3, its own state and a small policy."""
     return f"""
@@ -192,9 +298,9 @@ def scratch_env() -> str:
             -e 's|^GITEA_BACKUP_KEEP_WEEKLY=.*|GITEA_BACKUP_KEEP_WEEKLY=0|' \
             -e 's|^GITEA_BACKUP_KEEP_MONTHLY=.*|GITEA_BACKUP_KEEP_MONTHLY=0|' \
             -e 's|^GITEA_BACKUP_STOP_GITEA=.*|GITEA_BACKUP_STOP_GITEA=false|' \
-            -e 's|^GITEA_BACKUP_TEXTFILE_DIR=.*|GITEA_BACKUP_TEXTFILE_DIR={SCRATCH}/metrics|' \
+            -e 's|^GITEA_BACKUP_METRICS_FILE=.*|GITEA_BACKUP_METRICS_FILE={SCRATCH}/metrics/gitea_backup.prom|' \
+            -e 's|^GITEA_BACKUP_STATE_FILE=.*|GITEA_BACKUP_STATE_FILE={SCRATCH}/state.json|' \
             /etc/gitea-deploy/backup.env > {SCRATCH}/backup.env
-        echo GITEA_BACKUP_STATE_FILE={SCRATCH}/state.json >> {SCRATCH}/backup.env
         export GITEA_BACKUP_CONFIG={SCRATCH}/backup.env
     """
 

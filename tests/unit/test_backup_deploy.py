@@ -1,10 +1,14 @@
-"""tasks/backup.py and its templates: the configuration the deploy writes is the one the job reads,
-it holds no secret values, and the schedule and node_exporter unit say what the settings say."""
+"""tasks/backup.py and its templates: the configuration the deploy writes is the one the job reads
+(every key, nothing else), it holds no secret values, and the schedule, the boot unit and the
+node_exporter unit say what the settings say."""
 
 from __future__ import annotations
 
 import sys
 
+import pytest
+
+from tasks import backup as task
 from tasks.backup import s3_repository, ssm_parameter
 from tasks.common import REPO
 from tests.unit.render import render, sample_data
@@ -22,11 +26,34 @@ PROD = {"aws_region": "eu-central-1", "backup_s3_bucket": "acme-gitea-backups", 
 
 
 def backup_env(data: dict) -> str:
-    merged = sample_data(**data)
-    return render("backup/backup.env.j2", **data, compose_file="/srv/gitea/compose.yaml",
-                  password_file="/srv/gitea/secrets/restic_password", s3_repository=s3_repository(merged),
-                  ssm_parameter=ssm_parameter(merged),
-                  credentials_file="/etc/gitea-deploy/aws-credentials" if data.get("backup_aws_access_key_id") else None)
+    """backup.env exactly as tasks/backup.py writes it for this inventory data."""
+    return task.render_env(task.backup_env(
+        sample_data(**data), compose_file="/srv/gitea/compose.yaml", password_file="/srv/gitea/secrets/restic_password",
+        credentials_file="/etc/gitea-deploy/aws-credentials" if data.get("backup_aws_access_key_id") else None))
+
+
+class Reads(dict):
+    """The values, recording every key the job looks at."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self.read.add(key)
+        return super().__contains__(key)
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def items(self):
+        self.read.update(k for k in self.keys() if k.startswith("AWS_"))  # passed on whole
+        return super().items()
 
 
 def test_s3_repository_url_production_and_emulated():
@@ -39,7 +66,9 @@ def test_s3_repository_url_production_and_emulated():
 
 def test_the_job_reads_what_the_deploy_writes_production():
     cfg = job.Config.from_env(job.parse_env(backup_env(PROD)))
+    # Local first by default: the snapshot lands on the data volume inside the pause, S3 gets a copy after.
     assert [(r.name, r.url) for r in cfg.repositories] == [
+        ("local", "/srv/gitea/backup/restic"),
         ("s3", "s3:https://s3.eu-central-1.amazonaws.com/acme-gitea-backups/prod/gitea")]
     assert cfg.ssm_parameter == "/gitea-deploy/prod/restic_password"
     assert cfg.snapshot_host == "git.example.com"
@@ -47,6 +76,57 @@ def test_the_job_reads_what_the_deploy_writes_production():
     assert cfg.read_data_subset == "5%" and cfg.read_data_days == 7 and cfg.stop_gitea
     # The instance role, not keys: no endpoint, no credentials file.
     assert cfg.aws_env == {"AWS_REGION": "eu-central-1", "AWS_DEFAULT_REGION": "eu-central-1"}
+    assert cfg.pause_marker == "/var/lib/gitea-backup/paused" and cfg.lock_file == "/run/lock/gitea-backup.lock"
+    assert cfg.metrics_file == "/var/lib/prometheus/node-exporter/gitea_backup.prom"
+    assert cfg.dump_file == "/srv/gitea/backup/dump/gitea.pgdump" and cfg.staging_dir == "/srv/gitea/backup"
+
+
+@pytest.mark.parametrize("data", [PROD, LAB, {"backup_local_repository": None, **PROD}], ids=["prod", "lab", "s3-only"])
+def test_every_key_the_job_reads_is_written_by_the_deploy_and_nothing_else(data):
+    written = job.parse_env(backup_env(data))
+    values = Reads(written)
+    job.Config.from_env(values)
+    assert values.read - set(written) == set(), "the job reads keys the deploy does not write"
+    assert set(written) - values.read == set(), "the deploy writes keys the job never reads"
+    assert {k for k in written if k.startswith("GITEA_BACKUP_")} == {f"GITEA_BACKUP_{k}" for k in job.ENV_KEYS}
+
+
+@pytest.mark.parametrize("key", [k for k in job.parse_env(backup_env(PROD)) if k.startswith("GITEA_BACKUP_")])
+def test_a_key_missing_from_what_the_deploy_wrote_is_an_error_naming_it(key):
+    values = job.parse_env(backup_env(PROD))
+    del values[key]
+    with pytest.raises(ValueError, match=key):
+        job.Config.from_env(values)
+
+
+def test_backup_env_is_serialised_with_shell_quoting():
+    rows = [("GITEA_BACKUP_A", "/srv/git data", ""), ("GITEA_BACKUP_B", "it's $HOME `x` \\ \"q\"", "note"),
+            ("GITEA_BACKUP_C", "", ""), ("GITEA_BACKUP_D", "5%", "")]
+    text = task.render_env(rows)
+    assert job.parse_env(text) == {k: v for k, v, _ in rows}
+    assert "GITEA_BACKUP_C=''" in text and "# note" in text
+    with pytest.raises(ValueError, match="cannot be written"):
+        task.render_env([("GITEA_BACKUP_E", "two\nlines", "")])
+    # a data_root with a space survives the trip
+    cfg = job.Config.from_env(job.parse_env(backup_env({**PROD, "data_root": "/srv/git data"})))
+    assert cfg.data_root == "/srv/git data" and cfg.dump_file == "/srv/git data/backup/dump/gitea.pgdump"
+
+
+def test_the_local_repository_follows_data_root_unless_absolute_or_none():
+    assert task.local_repository(sample_data()) == "/srv/gitea/backup/restic"  # the default
+    assert task.local_repository(sample_data(data_root="/data/gitea")) == "/data/gitea/backup/restic"
+    assert task.local_repository(sample_data(backup_local_repository="/srv/gitea/restic")) == "/srv/gitea/restic"
+    assert task.local_repository(sample_data(backup_local_repository=None)) is None
+
+
+@pytest.mark.parametrize("schedule, seconds", [
+    ("15 * * * *", 3600), ("@hourly", 3600), ("*/30 * * * *", 1800), ("0,30 * * * *", 1800),
+    ("0 */6 * * *", 6 * 3600), ("0 3 * * *", 86400), ("@daily", 86400), ("0 3 * * 0", 7 * 86400),
+    ("0 9-17 * * 1-5", (7 + 24 * 2 + 9) * 3600),  # Friday 17:00 to Monday 09:00
+    ("0 3 1 * *", 31 * 86400),
+])
+def test_schedule_interval_is_the_longest_gap_between_runs(schedule, seconds):
+    assert task.schedule_interval(schedule) == seconds
 
 
 def test_the_job_reads_what_the_deploy_writes_lab_and_no_secret_is_in_it():
@@ -63,7 +143,15 @@ def test_the_job_reads_what_the_deploy_writes_lab_and_no_secret_is_in_it():
 def test_cron_runs_the_job_on_the_schedule_quietly():
     line = [l for l in render("backup/gitea-backup.j2", backup_schedule="*/30 * * * *").splitlines()
             if l and not l.startswith("#") and "=" not in l]
-    assert line == ["*/30 * * * * root /usr/local/sbin/gitea-backup --quiet >/dev/null 2>&1"]
+    assert line == ["*/30 * * * * root /usr/local/sbin/gitea-backup --quiet >/dev/null 2>&1; "
+                    "/usr/local/sbin/gitea-backup --quiet resume >/dev/null 2>&1"]
+
+
+def test_the_boot_unit_resumes_after_docker_and_is_enabled_at_boot():
+    unit = (REPO / "files/backup" / task.RESUME_UNIT).read_text()
+    assert "ExecStart=/usr/local/sbin/gitea-backup --quiet resume" in unit
+    assert "After=docker.service" in unit and "Wants=docker.service" in unit
+    assert "Type=oneshot" in unit and "WantedBy=multi-user.target" in unit
 
 
 def test_node_exporter_listens_on_loopback_with_the_textfile_directory():

@@ -1,9 +1,12 @@
 """The backup job's pure parts (files/backup/gitea_backup.py): configuration, retention arguments,
-snapshot choice, metrics, the lock. What needs restic, Docker or S3 is in tests/lab/test_backup.py."""
+snapshot choice, metrics, the lock, and the crash safety of the pause (marker, signals) with a
+fake Compose. What needs restic, Docker or S3 is in tests/lab/test_backup.py."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import sys
 
 import pytest
@@ -30,7 +33,17 @@ GITEA_BACKUP_KEEP_DAILY=7
 GITEA_BACKUP_KEEP_WEEKLY=0
 GITEA_BACKUP_KEEP_MONTHLY=12
 GITEA_BACKUP_STOP_GITEA=true
-GITEA_BACKUP_TEXTFILE_DIR=/var/lib/prometheus/node-exporter
+GITEA_BACKUP_READ_DATA_SUBSET=5%
+GITEA_BACKUP_READ_DATA_DAYS=7
+GITEA_BACKUP_DB_USER=gitea
+GITEA_BACKUP_DB_NAME=gitea
+GITEA_BACKUP_DUMP_FILE=/srv/gitea/backup/dump/gitea.pgdump
+GITEA_BACKUP_STAGING_DIR=/srv/gitea/backup
+GITEA_BACKUP_STATE_FILE=/var/lib/gitea-backup/state.json
+GITEA_BACKUP_METRICS_FILE=/var/lib/prometheus/node-exporter/gitea_backup.prom
+GITEA_BACKUP_CACHE_DIR=/var/cache/gitea-backup
+GITEA_BACKUP_LOCK_FILE=/run/lock/gitea-backup.lock
+GITEA_BACKUP_PAUSE_MARKER=/var/lib/gitea-backup/paused
 AWS_REGION="eu-central-1"
 """
 
@@ -57,12 +70,17 @@ def test_config_reads_the_env_file():
 def test_config_without_a_repository_or_a_key_says_which():
     with pytest.raises(ValueError, match="no repository"):
         config(LOCAL_REPOSITORY="", S3_REPOSITORY="")
-    values = job.parse_env(ENV)
-    del values["GITEA_BACKUP_DATA_ROOT"]
-    with pytest.raises(ValueError, match="GITEA_BACKUP_DATA_ROOT"):
-        job.Config.from_env(values)
     with pytest.raises(job.JobError, match="no s3 repository"):
         config(S3_REPOSITORY="").repository("s3")
+
+
+@pytest.mark.parametrize("key", job.ENV_KEYS)
+def test_every_key_is_required_none_has_a_default_in_the_job(key):
+    values = job.parse_env(ENV)
+    assert f"GITEA_BACKUP_{key}" in values, "ENV above must hold every key the job requires"
+    del values[f"GITEA_BACKUP_{key}"]
+    with pytest.raises(ValueError, match=f"GITEA_BACKUP_{key} not set"):
+        job.Config.from_env(values)
 
 
 def test_parse_env_rejects_what_is_not_key_value():
@@ -132,20 +150,162 @@ def test_metrics_give_every_repository_every_series_and_say_never_as_zero():
 
 def test_save_state_replaces_both_files_atomically(tmp_path, monkeypatch):
     state_file = tmp_path / "state" / "state.json"
-    cfg = config(TEXTFILE_DIR=str(tmp_path / "textfile"), STATE_FILE=str(state_file))
+    cfg = config(METRICS_FILE=str(tmp_path / "textfile" / "gitea_backup.prom"), STATE_FILE=str(state_file))
     job.save_state(cfg, {"pause_seconds": 1.0})
     assert job.load_state(cfg) == {"pause_seconds": 1.0}
-    assert (tmp_path / "textfile" / job.METRICS_NAME).read_text().startswith("# HELP")
-    assert [p.name for p in (tmp_path / "textfile").iterdir()] == [job.METRICS_NAME]  # no temp file left
+    assert (tmp_path / "textfile" / "gitea_backup.prom").read_text().startswith("# HELP")
+    assert [p.name for p in (tmp_path / "textfile").iterdir()] == ["gitea_backup.prom"]  # no temp file left
     state_file.write_text("{not json")
     assert job.load_state(cfg) == {}
 
 
-def test_a_second_run_refuses_while_the_first_holds_the_lock(tmp_path, monkeypatch):
-    monkeypatch.setattr(job, "LOCK_FILE", str(tmp_path / "gitea-backup.lock"))
-    with job.job_lock("first"):
+def test_a_second_run_refuses_while_the_first_holds_the_lock(tmp_path):
+    lock = str(tmp_path / "gitea-backup.lock")
+    with job.job_lock(lock, "first"):
         with pytest.raises(job.LockedError, match="first, pid"):
-            with job.job_lock("second"):
+            with job.job_lock(lock, "second"):
                 pass
-    with job.job_lock("third"):  # released: the next run goes ahead
+    with job.job_lock(lock, "third"):  # released: the next run goes ahead
         pass
+
+
+# --- the pause: marker, signals, resume (a fake Compose records what the job asks of it) ------------
+
+class FakeStack(job.Stack):
+    """Gitea's Compose service without Docker: records calls and the marker seen at each."""
+
+    def __init__(self, cfg, fail_start=False, on_start=None):
+        super().__init__(cfg)
+        self.calls: list[tuple[str, bool]] = []
+        self.running = True
+        self.fail_start, self.on_start = fail_start, on_start
+
+    def marker(self) -> bool:
+        return os.path.exists(self.cfg.pause_marker)
+
+    def gitea_running(self) -> bool:
+        return self.running
+
+    def checked(self, *args, **kw):
+        self.calls.append((args[0], self.marker()))
+        if args[0] == "start":
+            if self.on_start:
+                self.on_start()
+            if self.fail_start:
+                raise job.JobError("docker compose start gitea failed: engine not ready")
+            self.running = True
+        elif args[0] == "stop":
+            self.running = False
+
+    def wait_healthy(self, timeout=0):
+        self.calls.append(("healthy", self.marker()))
+        return 0.0
+
+
+@pytest.fixture
+def cfg(tmp_path, monkeypatch):
+    monkeypatch.setattr(job, "START_RETRY_SECONDS", 0)
+    monkeypatch.setattr(job.time, "sleep", lambda s: None)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    yield config(PAUSE_MARKER=str(tmp_path / "state" / "paused"), STATE_FILE=str(tmp_path / "state" / "state.json"),
+                 METRICS_FILE=str(tmp_path / "textfile" / "gitea_backup.prom"), LOCK_FILE=str(tmp_path / "lock"))
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def test_the_marker_is_on_disk_before_the_stop_and_gone_only_once_gitea_is_healthy(cfg):
+    stack, result = FakeStack(cfg), {}
+    with stack.paused(result):
+        assert stack.marker() and not stack.running
+    assert stack.calls == [("stop", True), ("start", True), ("healthy", True)]
+    assert not stack.marker() and result["pause_seconds"] >= 0
+
+
+def test_a_failed_step_in_the_pause_starts_gitea_and_clears_the_marker(cfg):
+    stack = FakeStack(cfg)
+    with pytest.raises(job.JobError, match="pg_dump"):
+        with stack.paused({}):
+            raise job.JobError("pg_dump failed")
+    assert stack.running and not stack.marker()
+
+
+def test_gitea_that_does_not_come_back_keeps_the_marker_for_the_next_try(cfg):
+    stack = FakeStack(cfg, fail_start=True)
+    with pytest.raises(job.JobError, match="engine not ready"):
+        with stack.paused({}):
+            pass
+    assert stack.marker()  # the boot unit, cron's resume or the next run tries again
+
+
+def test_sigterm_during_the_pause_starts_gitea_before_the_job_exits(cfg):
+    job.handle_signals()
+    stack = FakeStack(cfg)
+    with pytest.raises(job.Terminated, match="SIGTERM"):
+        with stack.paused({}):
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(100):  # the handler raises at the next bytecode
+                pass
+            raise AssertionError("SIGTERM did not interrupt the pause")
+    assert stack.running and not stack.marker()
+    assert [c for c, _ in stack.calls] == ["stop", "start", "healthy"]
+
+
+def test_a_signal_while_gitea_is_being_started_waits_until_it_is_healthy(cfg):
+    job.handle_signals()
+    stack = FakeStack(cfg, on_start=lambda: os.kill(os.getpid(), signal.SIGINT))
+    with pytest.raises(job.Terminated, match="SIGINT"):
+        with stack.paused({}):
+            pass
+    assert [c for c, _ in stack.calls] == ["stop", "start", "healthy"] and not stack.marker()
+
+
+def test_not_paused_when_disabled_or_when_gitea_was_not_running(cfg):
+    stack = FakeStack(cfg)
+    with stack.paused({}, enabled=False):
+        assert stack.running and not stack.marker()
+    stack.running = False  # stopped by an operator, not by us: left as it is
+    with stack.paused({}):
+        pass
+    assert stack.calls == [] and not stack.running and not stack.marker()
+
+
+def test_resume_starts_gitea_only_when_a_dead_run_left_the_marker(cfg, monkeypatch):
+    stack = FakeStack(cfg)
+    monkeypatch.setattr(job, "Stack", lambda c: stack)
+    assert job.resume(cfg) == 0 and stack.calls == []  # no marker: nothing to do
+    job.write_marker(cfg)  # a run was SIGKILLed during its pause
+    stack.running = False
+    assert job.resume(cfg) == 0
+    assert stack.running and not stack.marker() and [c for c, _ in stack.calls] == ["start", "healthy"]
+    assert job.load_state(cfg)["last_resume"] > 0
+    assert "gitea_backup_last_resume_timestamp_seconds " in open(cfg.metrics_file).read()
+
+
+def test_resume_leaves_a_live_run_alone(cfg, monkeypatch):
+    stack = FakeStack(cfg)
+    monkeypatch.setattr(job, "Stack", lambda c: stack)
+    job.write_marker(cfg)
+    with job.job_lock(cfg.lock_file, "gitea-backup run"):  # the run that is pausing Gitea right now
+        assert job.resume(cfg) == 0
+    assert stack.calls == [] and stack.marker()
+
+
+def test_the_next_run_first_starts_gitea_left_stopped_by_a_dead_run(cfg):
+    stack = FakeStack(cfg)
+    stack.running = False
+    job.write_marker(cfg)
+    state = {}
+    assert job.resume_interrupted(cfg, stack, state) is True
+    assert stack.running and not stack.marker() and state["last_resume"] > 0
+    assert job.resume_interrupted(cfg, stack, state) is False
+
+
+def test_the_pause_never_waits_on_s3_while_a_local_repository_exists():
+    both = {"local": None, "s3": None}
+    assert job.first_repository(both, {"local": True, "s3": True}) == ("local", True)
+    assert job.first_repository(both, {"local": True, "s3": False}) == ("local", True)
+    # the local repository is broken this run: S3 takes the snapshot, Gitea is not paused for it
+    assert job.first_repository(both, {"local": False, "s3": True}) == ("s3", False)
+    assert job.first_repository(both, {"local": False, "s3": False}) == (None, False)
+    # S3 alone (backup_local_repository None): the documented trade-off, the pause includes it
+    assert job.first_repository({"s3": None}, {"s3": True}) == ("s3", True)

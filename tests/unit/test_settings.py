@@ -66,7 +66,7 @@ def test_good_data_passes():
         ("backup_aws_access_key_id", "AKIAABCDEFGHIJKLMNOP", "looks like a real AWS access key"),
         ("backup_aws_access_key_id", "lab-key", "static AWS keys are for emulated AWS (s3_endpoint) only"),
         ("backup_aws_secret_access_key", "lab-secret", "set both static key values, or neither"),
-        ("backup_local_repository", "backups", "backup_local_repository: 'backups' must be an absolute path"),
+        ("backup_local_repository", "../backups", "backup_local_repository: '../backups' must be a path below"),
         ("backup_local_repository", "/var/backups/restic", "must be on the data volume, below /srv/gitea"),
         ("backup_keep_daily", -1, "backup_keep_daily: -1 must be 0-10000"),
         ("backup_keep_hourly", "24", "backup_keep_hourly: '24' is a str, expected int"),
@@ -93,7 +93,7 @@ def test_required_key_missing(key):
 
 
 def test_backups_need_a_repository_and_retention_that_keeps_something():
-    no_repository = {**GOOD, "backup_s3_bucket": None}
+    no_repository = {**GOOD, "backup_s3_bucket": None, "backup_local_repository": None}
     assert any(p.startswith("backup_s3_bucket: no backup repository") for p in settings.problems(no_repository))
     assert settings.problems({**no_repository, "backup_local_repository": "/srv/gitea/backup/restic"}) == []
     keep_nothing = {**GOOD, **{f"backup_keep_{k}": 0 for k in ("hourly", "daily", "weekly", "monthly")}}
