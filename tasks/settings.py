@@ -3,14 +3,23 @@
 This is the one place inventory data is defined. `group_data/all.py` exports the defaults,
 inventories override them, and `validate()` runs twice: when an inventory file is loaded (before
 pyinfra connects to any host) and at the top of deploy.py (which also sees `--data` overrides).
-A bad value stops the run with one line per bad key.
+A bad value stops the run with one line per bad key, and so does an unknown key (with the
+closest known name: a misspelt key would otherwise be silently ignored and its default used).
+
+Checks are whitelists matched in full (`re.fullmatch`: `$` would admit a trailing newline): no
+newline, quote, `$`, backtick or `$()` reaches a domain, URL, path, cron field, image reference or
+user name. Values that may legally hold awkward characters (an e-mail like o'brien@example.com, the
+site title) are quoted where they are used: `shlex.quote` in shell commands, `tojson` in YAML/JSON.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,23 +37,54 @@ class SettingsError(PyinfraError):
 
 # --- checks: each returns None when fine, else what is wrong --------------------------------
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 
 def fqdn(value: str) -> str | None:
-    name = value.rstrip(".").lower()
-    labels = name.split(".")
-    if len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+    """A DNS name of two or more labels of a-z 0-9 - (any case), no trailing dot."""
+    labels = value.lower().split(".")
+    if len(value) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
         return "is not a valid fully qualified domain name (e.g. git.example.com)"
     if labels[-1].isdigit():
         return "is an IP address, not a domain name"
     return None
 
 
+def _ip_address(value: str) -> bool:
+    if not re.fullmatch(r"[0-9a-fA-F.:]+", value):
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _url_host(value: str) -> bool:
+    """A host in a URL: a DNS name (one label allowed: localhost), an IPv4 address or [IPv6]."""
+    if value.startswith("[") and value.endswith("]"):
+        return ":" in value and _ip_address(value[1:-1])
+    labels = value.lower().split(".")
+    if labels[-1].isdigit():
+        return _ip_address(value)
+    return len(value) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
+
+
+def _port_text(value: str) -> bool:
+    return bool(re.fullmatch(r"[0-9]{1,5}", value)) and 1 <= int(value) <= 65535
+
+
+# RFC 5322 dot-atom local part, less `$` and the backtick (no shell or Compose expansion can ever
+# apply to an address) and no quoted forms. The apostrophe stays legal (o'brien@example.com): every
+# command that carries an address quotes it with shlex.quote.
+_EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#%&'*+/=?^_{|}~-]+(?:\.[A-Za-z0-9!#%&'*+/=?^_{|}~-]+)*")
+
+
 def email(value: str) -> str | None:
-    local, _, domain = value.partition("@")
-    if not local or " " in value or fqdn(domain):
-        return "is not a valid e-mail address"
+    local, at, domain = value.rpartition("@")
+    if not at or len(value) > 254 or len(local) > 64 or not _EMAIL_LOCAL.fullmatch(local) \
+            or local.startswith("-") or fqdn(domain):
+        return "is not a valid e-mail address (name@domain.tld; the name of letters, digits and .!#%&'*+/=?^_{|}~-)"
     return None
 
 
@@ -52,27 +92,86 @@ def port(value: int) -> str | None:
     return None if 1 <= value <= 65535 else "is not a TCP port (1-65535)"
 
 
+_URL = re.compile(r"(?P<scheme>[a-z]+)://(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(?P<port>[^/]*))?"
+                  r"(?P<path>/[A-Za-z0-9._~%/+=:@,-]*)?")
+
+
+def _url(value: str, schemes: tuple[str, ...], path: bool) -> bool:
+    match = _URL.fullmatch(value)
+    return bool(match) and match["scheme"] in schemes and _url_host(match["host"]) \
+        and (match["port"] is None or _port_text(match["port"])) and (path or match["path"] in (None, "/"))
+
+
 def https_url(value: str) -> str | None:
-    return None if re.match(r"^https://[^/\s]+(/\S*)?$", value) else "must be an https:// URL"
+    if _url(value, ("https",), path=True):
+        return None
+    return "must be an https:// URL (host[:port], a path of letters, digits and ._~%/+=:@,-; no query)"
+
+
+# The OCI distribution reference grammar (distribution/reference): domain[:port]/path:tag@digest.
+_DOMAIN_COMPONENT = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+_IMAGE_DOMAIN = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[0-9A-Fa-f:]+\])(?::[0-9]+)?"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    rf"(?P<name>(?:{_IMAGE_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
+    r"(?:@(?P<digest>sha256:[0-9a-f]{64}))?"
+)
 
 
 def pinned_image(value: str) -> str | None:
-    """An image reference that names one version: a digest, or a tag other than latest."""
-    if "@sha256:" in value:
+    """An image reference (OCI grammar) that names one version: a digest, or a tag other than latest."""
+    match = _IMAGE.fullmatch(value)
+    if not match or len(match["name"]) > 255:
+        return ("is not an image reference: [registry[:port]/]name:tag or name@sha256:<64 hex> "
+                "(name components of a-z 0-9 and . _ __ -)")
+    if match["digest"]:
         return None
-    name = value.rsplit("/", 1)[-1]
-    if ":" not in name:
+    if not match["tag"]:
         return "has no tag: pin a version (e.g. gitea/gitea:1.24.6-rootless), never latest"
-    tag = name.rsplit(":", 1)[1]
-    if tag == "latest" or not re.match(r"^[\w][\w.-]{0,127}$", tag):
-        return f"tag {tag!r} is not a pinned version"
+    if match["tag"] == "latest":
+        return f"tag {match['tag']!r} is not a pinned version"
     return None
 
 
+_PATH = re.compile(r"(?:/[A-Za-z0-9._@+-]+)+")
+
+
 def absolute_path(value: str) -> str | None:
-    path = Path(value)
-    if not path.is_absolute() or ".." in path.parts or value in ("/", ""):
-        return "must be an absolute path below / (not / itself, no ..)"
+    # The whitelist keeps paths safe in Compose volume specs (no :), systemd lines (no % $ or
+    # spaces) and shells (quoted anyway).
+    if not _PATH.fullmatch(value) or any(part in (".", "..") for part in value.split("/")) or len(value) > 1024:
+        return "must be an absolute path below / (not / itself, no . or .., no trailing /; letters, digits and ._@+-)"
+    return None
+
+
+def relative_path(value: str) -> str | None:
+    """A path below a root directory: the same characters as absolute_path, no leading /."""
+    if not _PATH.fullmatch("/" + value) or any(part in (".", "..") for part in value.split("/")) or len(value) > 1024:
+        return "must be a path below data_root (no . or .., no trailing /; letters, digits and ._@+-)"
+    return None
+
+
+def host_port(value: str) -> str | None:
+    """host:port with a fully qualified domain name or an IP address ([v6]:port) as the host."""
+    host, sep, port_text = value.rpartition(":")
+    ipv4 = "." in host and ":" not in host and _ip_address(host)
+    ipv6 = host.startswith("[") and host.endswith("]") and ":" in host and _ip_address(host[1:-1])
+    if sep and _port_text(port_text) and (fqdn(host) is None or ipv4 or ipv6):
+        return None
+    return "is not host:port (a domain name or an IP address, and a port 1-65535)"
+
+
+def display_text(value: str) -> str | None:
+    """Free text shown to people (the site title): any printable character, carried exactly."""
+    if not 1 <= len(value) <= 100 or value != value.strip():
+        return "must be 1-100 characters without leading or trailing spaces"
+    for char in value:
+        # Characters beyond U+FFFF would reach the compose file as JSON surrogate pairs, which
+        # Compose's YAML parser rejects.
+        if unicodedata.category(char)[0] == "C" or ord(char) > 0xFFFF:
+            return (f"holds {char!r}: control and format characters (newlines, tabs) and characters "
+                    "beyond U+FFFF (emoji) are refused")
     return None
 
 
@@ -85,18 +184,23 @@ def pem_certificates(value: str | None) -> str | None:
 
 
 def size(value: str) -> str | None:
-    return None if re.match(r"^[0-9]+[kKmMgG]?$", value) else "is not an nginx size (e.g. 512M)"
+    return None if re.fullmatch(r"[0-9]{1,12}[kKmMgG]?", value) else "is not an nginx size (e.g. 512M)"
 
 
 def username(value: str) -> str | None:
     # Gitea reserves these names; creating them fails late inside the container.
     if value.lower() in {"admin", "api", "assets", "user", "explore", "org", "repo", "login"}:
         return "is a name Gitea reserves"
-    return None if re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$", value) else "is not a valid Gitea username"
+    # Gitea's rule: alphanumerics with single - _ . between them, at most 40 characters.
+    if len(value) <= 40 and re.fullmatch(r"[A-Za-z0-9]+(?:[-_.][A-Za-z0-9]+)*", value):
+        return None
+    return "is not a valid Gitea username (letters, digits, single - _ . between them, up to 40)"
 
 
 def cidr(value: str) -> str | None:
     try:
+        if not re.fullmatch(r"[0-9a-fA-F.:]+/[0-9]{1,3}", value):
+            raise ValueError(value)
         ipaddress.ip_network(value)
     except ValueError:
         return "is not a CIDR network (e.g. 172.30.0.0/24)"
@@ -116,9 +220,10 @@ def cron_schedule(value: str) -> str | None:
     """Five numeric cron fields (*, lists, ranges, steps) or a nickname such as @hourly."""
     if value in _CRON_NICKNAMES:
         return None
-    fields = value.split()
-    if len(fields) != 5:
+    # Fields of digits and * , - / only, separated by spaces: nothing else can reach the cron line.
+    if not re.fullmatch(r"[0-9*,/-]+(?: +[0-9*,/-]+){4}", value):
         return "is not a cron schedule: five fields (e.g. 15 * * * *) or @hourly/@daily/..."
+    fields = value.split()
     for text, (what, low, high) in zip(fields, _CRON_FIELDS):
         for part in text.split(","):
             span, _, step = part.partition("/")
@@ -131,39 +236,43 @@ def cron_schedule(value: str) -> str | None:
 
 
 def s3_bucket(value: str) -> str | None:
-    ok = re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", value) and ".." not in value
-    if not ok or re.match(r"^\d+\.\d+\.\d+\.\d+$", value):
+    ok = re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value) and ".." not in value
+    if not ok or re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+", value):
         return "is not an S3 bucket name (3-63 of a-z 0-9 . -)"
     return None
 
 
 def key_prefix(value: str) -> str | None:
     # The same rule as terraform/variables.tf backup_s3_prefix: the IAM policy is written for it.
-    if re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)*$", value):
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9_.-]+)*", value):
         return None
     return "must be a relative key prefix without leading or trailing / (e.g. gitea or prod/gitea)"
 
 
 def ssm_path(value: str) -> str | None:
     # The same rule as terraform/variables.tf ssm_parameter_path.
-    if re.match(r"^(/[A-Za-z0-9_.-]+)+$", value) and not re.match(r"^/(aws|ssm)", value.lower()):
+    if re.fullmatch(r"(/[A-Za-z0-9_.-]+)+", value) and not re.match(r"/(aws|ssm)", value.lower()):
         return None
     return "must look like /a/b (no trailing /) and not start with /aws or /ssm"
 
 
 def endpoint_url(value: str) -> str | None:
-    return None if re.match(r"^https?://[^/\s]+/?$", value) else "must be http(s)://host[:port] with no path"
+    return None if _url(value, ("http", "https"), path=False) else "must be http(s)://host[:port] with no path"
 
 
 def aws_region(value: str) -> str | None:
-    return None if re.match(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]$", value) else "is not an AWS region (e.g. eu-central-1)"
+    return None if re.fullmatch(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]", value) else "is not an AWS region (e.g. eu-central-1)"
 
 
 def not_a_real_aws_key(value: str) -> str | None:
     # Static keys are for emulated AWS only; production uses the instance role.
-    if re.match(r"^(AKIA|ASIA)[A-Z0-9]{12,}$", value):
+    if re.match(r"(AKIA|ASIA)[A-Z0-9]{12,}", value):
         return "looks like a real AWS access key: production uses the instance role, never static keys"
-    return None
+    return None if re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", value) else "must be 1-128 of letters, digits and _ . -"
+
+
+def key_secret(value: str) -> str | None:
+    return None if re.fullmatch(r"[A-Za-z0-9/+=_.-]{1,128}", value) else "must be 1-128 of letters, digits and / + = _ . -"
 
 
 def bounded(low: int, high: int) -> Callable[[int], str | None]:
@@ -171,13 +280,13 @@ def bounded(low: int, high: int) -> Callable[[int], str | None]:
 
 
 def percentage(value: str) -> str | None:
-    return None if re.match(r"^(100|[1-9][0-9]?)(\.[0-9]+)?%$", value) else "must be a percentage (e.g. 5%)"
+    return None if re.fullmatch(r"(100|[1-9][0-9]?)(\.[0-9]+)?%", value) else "must be a percentage (e.g. 5%)"
 
 
 def snapshot_id(value: str | int) -> str | None:
     if isinstance(value, int):  # pyinfra's --data turns 12345678 into a number: leading zeros are lost
         return "is a number: pass the ID as a JSON string, --data 'restore_snapshot=\"01234567\"'"
-    return None if value == "latest" or re.match(r"^[0-9a-f]{8,64}$", value) else "must be latest or a snapshot ID"
+    return None if value == "latest" or re.fullmatch(r"[0-9a-f]{8,64}", value) else "must be latest or a snapshot ID"
 
 
 @dataclass(frozen=True)
@@ -201,10 +310,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Port of the administrator's OpenSSH (git SSH takes 22). Set by cloud-init / the lab "
             "before the first deploy; the deploy keeps it.", port),
     Setting("timezone", "base", str, "UTC", "System time zone.",
-            lambda v: None if re.match(r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+)*$", v) else "is not a time zone name"),
+            lambda v: None if re.fullmatch(r"[A-Za-z_]+(/[A-Za-z0-9_+-]+)*", v) else "is not a time zone name"),
     # docker: the engine
     Setting("docker_log_max_size", "docker", str, "10m", "json-file log rotation: size per file.",
-            lambda v: None if re.match(r"^[0-9]+[kmg]$", v) else "must look like 10m"),
+            lambda v: None if re.fullmatch(r"[0-9]{1,9}[kmg]", v) else "must look like 10m"),
     Setting("docker_log_max_file", "docker", int, 3, "json-file log rotation: files kept per container.",
             lambda v: None if 1 <= v <= 100 else "must be 1-100"),
     # gitea: the Compose stack
@@ -220,7 +329,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("git_ssh_port", "gitea", int, 22, "Public port of Gitea's built-in SSH server (git over SSH).", port),
     Setting("compose_subnet", "gitea", str, "172.30.0.0/24",
             "Subnet of the Compose network; Gitea trusts X-Forwarded-* only from it.", cidr),
-    Setting("gitea_app_name", "gitea", str, "Gitea", "Site title."),
+    Setting("gitea_app_name", "gitea", str, "Gitea",
+            "Site title: free text (quotes, #, :, $ are carried exactly), no control characters.", display_text),
+    Setting("database_endpoint", "gitea", (str, type(None)), None,
+            "host:port of an external PostgreSQL (Terraform's output with database = \"rds\"). Not "
+            "supported yet: must stay None (PostgreSQL runs in the Compose stack).", host_port),
     Setting("gitea_disable_registration", "gitea", bool, True, "Only admins create accounts."),
     Setting("gitea_require_signin_view", "gitea", bool, False, "Hide everything from anonymous visitors."),
     Setting("gitea_admin_username", "gitea", str, "gitadmin", "The first administrator account.", username),
@@ -253,7 +366,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Emulated AWS only: a static key ID. None in production: restic and boto3 use the instance role.",
             not_a_real_aws_key),
     Setting("backup_aws_secret_access_key", "backup", (str, type(None)), None,
-            "Emulated AWS only: the static key's secret (written root-only on the host, never in backup.env)."),
+            "Emulated AWS only: the static key's secret (written root-only on the host, never in backup.env).",
+            key_secret),
     Setting("ssm_parameter_path", "backup", (str, type(None)), None,
             "SSM Parameter Store path (Terraform output); the restic password is kept at "
             "<path>/restic_password so a replacement host can restore. None: not kept in SSM.", ssm_path),
@@ -323,7 +437,50 @@ def problems(data: dict[str, Any]) -> list[str]:
             found.append(f"{s.name}: {value!r} {why}")
     found.extend(_cross_checks(data))
     found.extend(_backup_cross_checks(data))
+    found.extend(_database_checks(data))
+    found.extend(unknown_keys(data))
     return found
+
+
+# Keys connectors put into host data themselves (their make_names_data), not listed in data_meta.
+_CONNECTOR_NAME_KEYS = frozenset({"docker_image", "docker_container_id", "chroot_directory"})
+
+
+@cache
+def pyinfra_keys() -> frozenset[str]:
+    """Host data keys pyinfra itself reads: its connectors' data (ssh_*, docker_*, ...) and the
+    global operation arguments that host data may set (_sudo, _sudo_user, _env, ...)."""
+    from importlib.metadata import entry_points
+
+    from pyinfra.api.arguments import all_global_arguments
+
+    keys = {name for name, _ in all_global_arguments() if name.startswith("_")}
+    for entry in entry_points(group="pyinfra.connectors"):
+        if entry.value.startswith("pyinfra."):  # pyinfra's own connectors, not third-party plugins
+            keys.update(getattr(entry.load(), "data_meta", None) or {})
+    return frozenset(keys | _CONNECTOR_NAME_KEYS)
+
+
+def unknown_keys(data: dict[str, Any]) -> list[str]:
+    """A key that is neither a setting nor pyinfra's is a typo: its default would silently win."""
+    known = sorted(set(BY_NAME) | pyinfra_keys())
+    found = []
+    for key in sorted(str(k) for k in set(data) - set(known)):
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = (f"did you mean {close[0]}?" if close
+                else "not a deploy setting (tasks/settings.py), a pyinfra connector key or a global argument")
+        found.append(f"{key}: is not a known inventory key: {hint}")
+    return found
+
+
+def _database_checks(data: dict[str, Any]) -> list[str]:
+    endpoint = data.get("database_endpoint")
+    if endpoint is None:
+        return []
+    # Never silently ignored: a deploy that ran the local database anyway would split the data.
+    return [f"database_endpoint: {endpoint!r}: RDS mode (an external PostgreSQL) is not supported by this "
+            "deploy yet; it would not be used and a local database would run instead: unset it "
+            "(terraform database = \"container\")"]
 
 
 def _cross_checks(data: dict[str, Any]) -> list[str]:

@@ -77,6 +77,16 @@ def test_good_data_passes():
         ("node_exporter_textfile_dir", "textfiles", "node_exporter_textfile_dir: 'textfiles' must be an absolute"),
         ("restore_snapshot", "newest", "restore_snapshot: 'newest' must be latest or a snapshot ID"),
         ("restore_snapshot", 12345678, "restore_snapshot: 12345678 is a number: pass the ID as a JSON string"),
+        # whitelists matched in full (issue 8 section 2; more in tests/unit/test_hostile_input.py)
+        ("gitea_image", "gitea/gitea:1.24.6\n", "gitea_image: 'gitea/gitea:1.24.6\\n' is not an image reference"),
+        ("gitea_image", "gitea/Gitea:1.24.6", "gitea_image: 'gitea/Gitea:1.24.6' is not an image reference"),
+        ("gitea_image", "gitea/gitea@sha256:1234", "gitea_image: 'gitea/gitea@sha256:1234' is not an image reference"),
+        ("gitea_domain", "git.example.com\n", "gitea_domain: 'git.example.com\\n' is not a valid fully qualified"),
+        ("acme_email", "ops@example.com;id", "acme_email: 'ops@example.com;id' is not a valid e-mail address"),
+        ("gitea_admin_username", "git--admin", "gitea_admin_username: 'git--admin' is not a valid Gitea username"),
+        ("gitea_app_name", "Gitea\nX: y", "gitea_app_name: 'Gitea\\nX: y' holds '\\n': control and format"),
+        ("database_endpoint", "db.example.com", "database_endpoint: 'db.example.com' is not host:port"),
+        ("database_endpoint", "db.example.com:0", "database_endpoint: 'db.example.com:0' is not host:port"),
     ],
 )
 def test_bad_value_is_named(key, value, message):
@@ -147,3 +157,117 @@ def test_deploy_py_catches_data_overrides(tmp_path):
     assert result.returncode != 0
     assert "gitea_domain: 'bad_domain' is not a valid fully qualified domain name" in output
     assert "Install " not in output  # no operation was prepared
+
+
+# --- the image reference grammar, unknown keys, RDS mode ---------------------------------------
+
+@pytest.mark.parametrize("image", [
+    "docker.gitea.com/gitea:1.24.6-rootless", "docker.io/library/postgres:17.6-trixie",
+    "127.0.0.1:5000/lab/gitea-standin:1.24.6", "127.0.0.1:5000/lab/postgres:17", "gitea/gitea:1.24.6",
+    "localhost:5000/a/b/c:v1_2.3-x", "registry.example.com/a__b.c-d---e:1", "postgres:17",
+    "postgres@sha256:" + "a" * 64, "registry.example.com:443/x/y:1@sha256:" + "0" * 64,
+])
+def test_pinned_image_accepts_the_oci_grammar(image):
+    assert settings.pinned_image(image) is None
+
+
+@pytest.mark.parametrize("image", [
+    "gitea/gitea", "gitea/gitea:latest", "registry:5000/postgres", "gitea/gitea:", "gitea/gitea:.1",
+    "gitea/gitea:" + "1" * 129, "gitea/-gitea:1", "gitea/gitea-:1", "gitea/gi..tea:1", "/gitea:1",
+    "gitea/gitea:1@sha256:" + "A" * 64, "gitea/gitea@sha512:" + "a" * 128, "exa mple.com/gitea:1",
+    "-registry.example.com/gitea:1",
+])
+def test_pinned_image_refuses_what_is_not_one_pinned_reference(image):
+    assert settings.pinned_image(image)
+
+
+def test_misspelt_key_is_an_error_naming_the_closest_known_key():
+    hosts = [("web-1", {"ssh_hostname": "192.0.2.10", "ssh_port": 2222, "ssh_user": "admin",
+                        "gitea_domian": "git.example.com", "gitea_admin_email": "a@example.com",
+                        "acme_email": "ops@example.com", "backup_s3_bucket": "example-gitea-backups",
+                        "aws_region": "eu-central-1"})]
+    with pytest.raises(settings.SettingsError) as error:
+        settings.checked_hosts(hosts, group="no-such-group")
+    assert "gitea_domian: is not a known inventory key: did you mean gitea_domain?" in str(error.value)
+    assert "for host web-1" in str(error.value)
+
+
+@pytest.mark.parametrize("key, closest", [("_sudo_usr", "_sudo_user"), ("ssh_prot", "ssh_port"),
+                                          ("acme_emial", "acme_email"), ("_use_sudo_logn", "_use_sudo_login")])
+def test_unknown_keys_suggest_the_closest_known_one(key, closest):
+    assert f"{key}: is not a known inventory key: did you mean {closest}?" in settings.problems({**GOOD, key: 1})
+
+
+def test_unrelated_unknown_key_is_an_error_too():
+    [line] = settings.unknown_keys({**GOOD, "zzqqxx": 1})
+    assert line.startswith("zzqqxx: is not a known inventory key: not a deploy setting")
+
+
+# pyinfra's own names (pyinfra/connectors/ssh.py, pyinfra/api/arguments.py): allowed in host data.
+PYINFRA_KEYS = [
+    "ssh_hostname", "ssh_port", "ssh_user", "ssh_key", "ssh_key_password", "ssh_password",
+    "ssh_known_hosts_file", "ssh_strict_host_key_checking", "ssh_forward_agent", "ssh_config_file",
+    "ssh_connect_retries", "ssh_connect_retry_min_delay", "ssh_connect_retry_max_delay",
+    "ssh_paramiko_connect_kwargs", "ssh_allow_agent", "ssh_look_for_keys", "ssh_file_transfer_protocol",
+    "docker_identifier", "docker_platform", "docker_architecture", "chroot_directory",
+    "_sudo", "_sudo_user", "_use_sudo_login", "_sudo_password", "_preserve_sudo_env", "_su_user",
+    "_use_su_login", "_preserve_su_env", "_su_shell", "_su_password", "_doas", "_doas_user", "_dzdo",
+    "_dzdo_user", "_shell_executable", "_chdir", "_env", "_success_exit_codes", "_timeout", "_get_pty",
+    "_stdin", "_retries", "_retry_delay", "_retry_until", "_temp_dir", "_ignore_errors",
+    "_continue_on_error", "_if", "_parallel", "_run_once", "_serial",
+]
+
+
+def test_pyinfra_connector_keys_and_global_arguments_are_allowed():
+    assert set(PYINFRA_KEYS) <= settings.pyinfra_keys()
+    assert settings.unknown_keys({**GOOD, **{key: None for key in PYINFRA_KEYS}}) == []
+    assert "name" not in settings.pyinfra_keys()  # the one global argument without _: not host data
+
+
+def test_every_key_the_host_sources_give_is_known():
+    from inventories import sources
+
+    assert settings.unknown_keys({key: None for key in sources.HOST_KEYS}) == []
+
+
+def test_what_pyinfra_puts_in_host_data_is_not_refused(tmp_path):
+    """host.data.dict() as deploy.py sees it (group_data/all.py, inventory, --data, pyinfra's own
+    additions) holds no key validate() would call unknown."""
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(textwrap.dedent("""
+        hosts = [("@local", {"ssh_user": "admin", "ssh_port": 2222, "ssh_known_hosts_file": "/dev/null",
+                              "ssh_strict_host_key_checking": "accept-new", "_sudo": False, "_env": {}})]
+    """))
+    probe = tmp_path / "probe.py"
+    probe.write_text(textwrap.dedent(f"""
+        import json, sys
+        sys.path.insert(0, {str(REPO)!r})
+        from pyinfra import host
+        from tasks import settings
+        print("KEYS", json.dumps(sorted(host.data.dict())))
+        print("UNKNOWN", json.dumps(settings.unknown_keys(host.data.dict())))
+    """))
+    result = subprocess.run(
+        [sys.executable, "-m", "pyinfra", "-y", "--dry", str(inventory), str(probe),
+         "--data", "gitea_domain=git.example.com"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    output = result.stdout + result.stderr
+    keys = next(line for line in output.splitlines() if line.startswith("KEYS "))
+    assert '"gitea_domain"' in keys and '"backup_schedule"' in keys and '"ssh_user"' in keys  # all three sources
+    assert "UNKNOWN []" in output, output
+
+
+def test_database_endpoint_is_refused_until_rds_mode_exists():
+    endpoint = "gitea.abc123.eu-central-1.rds.amazonaws.com:5432"
+    assert settings.host_port(endpoint) is None  # a well-formed value: refused for what it asks
+    with pytest.raises(settings.SettingsError) as error:
+        settings.validate({**GOOD, "database_endpoint": endpoint}, host="web-1")
+    assert (f"database_endpoint: {endpoint!r}: RDS mode (an external PostgreSQL) is not supported by this "
+            "deploy yet; it would not be used and a local database would run instead") in str(error.value)
+    assert settings.problems({**GOOD, "database_endpoint": None}) == []
+
+
+@pytest.mark.parametrize("value", ["10.0.1.5:5432", "[2001:db8::5]:5432", "db.internal.example:65535"])
+def test_database_endpoint_format(value):
+    assert settings.host_port(value) is None
