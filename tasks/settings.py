@@ -50,6 +50,14 @@ def fqdn(value: str) -> str | None:
     return None
 
 
+def domain_name(value: str) -> str | None:
+    """The site's own name: an FQDN in lower case. certbot names its lineage (live/<name>/) and
+    nginx serves what is written; mixed case would make the two disagree."""
+    if value != value.lower():
+        return "must be written in lower case (DNS names are case-insensitive)"
+    return fqdn(value)
+
+
 def _ip_address(value: str) -> bool:
     if not re.fullmatch(r"[0-9a-fA-F.:]+", value):
         return False
@@ -166,6 +174,9 @@ def display_text(value: str) -> str | None:
     """Free text shown to people (the site title): any printable character, carried exactly."""
     if not 1 <= len(value) <= 100 or value != value.strip():
         return "must be 1-100 characters without leading or trailing spaces"
+    if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
+        # Gitea's app.ini reader (go-ini) strips quotes around a whole value.
+        return "must not be wrapped in quotes as a whole (Gitea's app.ini would drop them)"
     for char in value:
         # Characters beyond U+FFFF would reach the compose file as JSON surrogate pairs, which
         # Compose's YAML parser rejects.
@@ -317,7 +328,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("docker_log_max_file", "docker", int, 3, "json-file log rotation: files kept per container.",
             lambda v: None if 1 <= v <= 100 else "must be 1-100"),
     # gitea: the Compose stack
-    Setting("gitea_domain", "gitea", str, REQUIRED, "Public FQDN users reach Gitea at.", fqdn),
+    Setting("gitea_domain", "gitea", str, REQUIRED, "Public FQDN users reach Gitea at (lower case).", domain_name),
     Setting("gitea_image", "gitea", str, "docker.gitea.com/gitea:1.24.6-rootless",
             "Gitea image (the rootless variant). Pinned: patch releases only without a person.",
             pinned_image),

@@ -42,6 +42,7 @@ HOSTILE = [
     ("gitea_domain", "git.example.com'"),
     ("gitea_domain", "git example.com"),
     ("gitea_domain", "git.example.com."),
+    ("gitea_domain", "Git.Example.com"),  # certbot's lineage and nginx would disagree
     ("acme_email", "ops@example.com\n"),
     ("acme_email", 'o"brien@example.com'),
     ("acme_email", "$(reboot)@example.com"),
@@ -87,6 +88,7 @@ HOSTILE = [
     ("gitea_app_name", "\u202eaetiG"),  # right-to-left override (a format character)
     ("gitea_app_name", "Gitea \U0001F600"),  # beyond U+FFFF: Compose's YAML refuses the escape
     ("gitea_app_name", " Gitea"),
+    ("gitea_app_name", '"Gitea"'),  # go-ini (Gitea's app.ini) strips quotes around a whole value
     ("gitea_admin_username", "gitadmin\n"),
     ("gitea_admin_username", "git admin"),
     ("gitea_admin_username", "git'admin"),
@@ -221,9 +223,9 @@ def directive(conf: str, name: str) -> list[list[str]]:
             if line.strip().split()[:1] == [name]]
 
 
-@pytest.mark.parametrize("domain", ["git.example.com", "GIT.Example-1.co.uk", "xn--bcher-kva.example", "a.b"])
+@pytest.mark.parametrize("domain", ["git.example.com", "git-1.example-2.co.uk", "xn--bcher-kva.example", "a.b"])
 def test_nginx_server_name_is_exactly_the_domain(domain):
-    assert settings.fqdn(domain) is None
+    assert settings.domain_name(domain) is None
     https = render("nginx/gitea-https.conf.j2", gitea_domain=domain, cert_dir=f"/etc/letsencrypt/live/{domain}",
                    tls_snippet="/etc/nginx/snippets/gitea-tls.conf")
     assert directive(https, "server_name") == [[domain]]
