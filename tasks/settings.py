@@ -464,8 +464,10 @@ def pyinfra_keys() -> frozenset[str]:
     from importlib.metadata import entry_points
 
     from pyinfra.api.arguments import all_global_arguments
+    from pyinfra.connectors.ssh import SSHConnector
 
     keys = {name for name, _ in all_global_arguments() if name.startswith("_")}
+    keys.update(SSHConnector.data_meta)  # the default connector, even where entry points are missing
     for entry in entry_points(group="pyinfra.connectors"):
         if entry.value.startswith("pyinfra."):  # pyinfra's own connectors, not third-party plugins
             keys.update(getattr(entry.load(), "data_meta", None) or {})
