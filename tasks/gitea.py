@@ -6,11 +6,12 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
+from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
 from tasks import settings
-from tasks.common import owned_directory, template
+from tasks.common import LoginAccount, owned_directory, template
 from tasks.secrets import LAYOUT, secrets_dir
 
 SERVICES = {"db", "gitea"}
@@ -79,7 +80,14 @@ class GiteaAdmins(FactBase):
 def gitea():
     root = host.data.data_root
     uid, pg_uid = host.data.gitea_uid, host.data.postgres_uid
-    owned_directory(f"{root}/gitea", uid, uid, "750")
+    for key in ("gitea_uid", "postgres_uid"):
+        account = host.get_fact(LoginAccount, uid=host.data.get(key))
+        if account:
+            raise DeployError(f"{key} {host.data.get(key)} is the host's login account {account.split(':')[0]}: "
+                              f"it would own the container's files (app.ini, the database); set another {key}")
+    # Recursive: hosts deployed before gitea_uid left the image's 1000 (admin's uid) hold files of it.
+    owned_directory(f"{root}/gitea", uid, uid, "750", recursive=True)
+
     owned_directory(f"{root}/gitea/data", uid, uid, "750")
     # app.ini ends up holding values read from the __FILE secrets: keep it owner-only.
     owned_directory(f"{root}/gitea/config", uid, uid, "700")

@@ -16,7 +16,7 @@ from tasks import settings
 from tasks.common import chown
 
 # name -> (owner, group, mode). Ownership is by container uid: PostgreSQL reads db_password as
-# its owner, Gitea (uid/gid 1000 in the rootless image) through the group bit.
+# its owner, Gitea (gitea_uid, its gid the same) through the group bit.
 LAYOUT = {
     "db_password": ("postgres_uid", "gitea_uid", "440"),
     "secret_key": ("gitea_uid", "gitea_uid", "400"),

@@ -349,9 +349,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gitea_require_signin_view", "gitea", bool, False, "Hide everything from anonymous visitors."),
     Setting("gitea_admin_username", "gitea", str, "gitadmin", "The first administrator account.", username),
     Setting("gitea_admin_email", "gitea", str, REQUIRED, "The first administrator's e-mail.", email),
-    Setting("gitea_uid", "gitea", int, 1000, "uid the rootless Gitea image runs as (image contract).",
-            lambda v: None if v > 0 else "must not be root"),
-    Setting("postgres_uid", "gitea", int, 999, "uid of postgres in the PostgreSQL image (image contract).",
+    Setting("gitea_uid", "gitea", int, 61000,
+            "uid (and gid) Gitea runs as (compose `user:`). No host account may have it: the image's 1000 "
+            "is `admin` on Debian's AMIs, who would own app.ini and the repositories. 61000 lies above "
+            "Debian's login range (UID_MAX 60000) and below systemd's dynamic users (61184).",
+            lambda v: None if 0 < v < 2**31 else "must not be root"),
+    Setting("postgres_uid", "gitea", int, 999,
+            "uid of postgres in the PostgreSQL image (image contract); the deploy refuses a host where a "
+            "login account has it.",
             lambda v: None if v > 0 else "must not be root"),
     # nginx + certbot: the HTTPS front door
     Setting("acme_email", "certbot", str, REQUIRED, "ACME account e-mail (expiry notices).", email),

@@ -52,3 +52,14 @@ def test_compose_file_world_readable_but_secret_free(target, secret_values):
     compose = target.host.file(f"{target.data['data_root']}/compose.yaml")
     assert compose.mode & stat.S_IWOTH == 0
     assert not [v for v in secret_values if v in compose.content_string]
+
+
+def test_the_login_user_cannot_read_gitea_files_without_sudo(target):
+    """The SSH user (`admin`, uid 1000 on Debian's AMIs) must not own Gitea's files: it used to
+    be the rootless image's uid, so app.ini (every secret in it) was admin's to read."""
+    root = target.data["data_root"]
+    for path in (f"{root}/gitea/config/app.ini", f"{root}/secrets/secret_key"):
+        assert target.host.run(f"cat {path}").rc != 0, f"{target.data.get('ssh_user')} reads {path} without sudo"
+    for key in ("gitea_uid", "postgres_uid"):
+        account = target.sudo(f"getent passwd {int(target.data[key])} | cut -d: -f7").stdout.strip()
+        assert account in ("", "/usr/sbin/nologin", "/bin/false", "/sbin/nologin", "/usr/bin/false"), key
