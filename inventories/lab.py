@@ -2,9 +2,9 @@
 
 The lab is the production path with the lab playing Terraform: its state (.lab/state.json)
 becomes the same `pyinfra_inventory` output terraform/outputs.tf gives, read by the same
-inventories/sources.py, and the lab's own values are laid over it with the same overrides
-production allows (sources.ENVIRONMENT_KEYS): how to reach the hosts, the ACME directory and its
-CA, the image references (the lab registry) and the emulated AWS. How to connect (user `admin`,
+inventories/sources.py, and the lab's own values (lab/environment.py) are laid over it with the
+same overrides production allows (sources.ENVIRONMENT_KEYS): how to reach the hosts, the ACME
+directory and its CA, the image references (the lab registry) and the emulated AWS. How to connect (user `admin`,
 sudo) comes from tasks/settings.py as for production. No task has a lab-only code path.
 """
 
@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from inventories import sources
+from lab import environment
 from tasks.settings import SettingsError, checked_hosts
 
 _REPO = Path(__file__).resolve().parents[1]
@@ -43,33 +44,13 @@ def _terraform_host(name: str, h: dict) -> dict:
     }
 
 
-def _lab_overrides(h: dict) -> dict:
-    return {
-        "ssh_key": str(_REPO / _state["ssh_key"]),
-        "ssh_known_hosts_file": str(_REPO / h["known_hosts"]),
-        "ssh_strict_host_key_checking": "accept-new",
-        "acme_server": "https://127.0.0.1:14000/dir",  # pebble, in each host's network namespace
-        "acme_ca_bundle": (_REPO / _state["acme_ca_bundle"]).read_text(),
-        "gitea_image": _state["images"]["gitea"],
-        "postgres_image": _state["images"]["postgres"],
-        # The emulated AWS (moto) answers on 127.0.0.1:5050 in every host and takes any static key;
-        # production's instance role gives restic and boto3 their keys.
-        "s3_endpoint": "http://127.0.0.1:5050",
-        "backup_aws_access_key_id": "lab-moto-key",
-        "backup_aws_secret_access_key": "lab-moto-not-secret",
-        # The operator's values (group_data/prod.py in production).
-        "gitea_admin_email": "gitadmin@lab.test",
-        "acme_email": "ops@lab.test",
-    }
-
-
 try:
     _hosts = [
         host
         for name, h in sorted(_state["hosts"].items())
         for host in sources.with_overrides(
             sources.from_terraform(outputs_json={"pyinfra_inventory": {"value": [_terraform_host(name, h)]}}),
-            _lab_overrides(h))
+            environment.overrides(_state, name))
     ]
 except LookupError as error:
     raise SettingsError(str(error)) from None

@@ -16,7 +16,7 @@ import json
 import pytest
 
 from inventories import sources
-from lab import api
+from lab import api, environment
 from lab.converge import REPO, deploy, host_checks
 
 pytestmark = pytest.mark.lab
@@ -33,20 +33,8 @@ def prod_env(lab_engine, tmp_path_factory):
     st = api.up([NAME], admin_port=HOST["admin_ssh_port"])
     h = st["hosts"][NAME]
     assert h["admin_ssh_port"] == HOST["admin_ssh_port"]
-    overrides = {
-        "ssh_hostname": h["ip"],
-        "ssh_key": str(REPO / st["ssh_key"]),
-        "ssh_known_hosts_file": str(REPO / h["known_hosts"]),
-        "acme_server": "https://127.0.0.1:14000/dir",
-        "acme_ca_bundle": (REPO / st["acme_ca_bundle"]).read_text(),
-        "gitea_image": st["images"]["gitea"],
-        "postgres_image": st["images"]["postgres"],
-        "s3_endpoint": "http://127.0.0.1:5050",
-        "backup_aws_access_key_id": "lab-moto-key",
-        "backup_aws_secret_access_key": "lab-moto-not-secret",
-        "acme_email": "ops@prod-path.test",
-        "gitea_admin_email": "gitadmin@prod-path.test",
-    }
+    overrides = {**environment.overrides(st, NAME), "ssh_hostname": h["ip"],
+                 "acme_email": "ops@prod-path.test", "gitea_admin_email": "gitadmin@prod-path.test"}
     assert set(overrides) <= sources.ENVIRONMENT_KEYS | sources.OPERATOR_KEYS
     path = tmp_path_factory.mktemp("prod") / "overrides.json"
     path.write_text(json.dumps(overrides))

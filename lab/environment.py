@@ -1,0 +1,34 @@
+"""What the lab lays over the production path: the lab's ENVIRONMENT_KEYS values for one host.
+
+inventories/lab.py and tests/lab/test_prod_inventory.py both take them from here, so the lab's
+differences from production are written once (inventories/sources.py ENVIRONMENT_KEYS).
+"""
+
+from __future__ import annotations
+
+from lab import REPO
+
+ACME_SERVER = "https://127.0.0.1:14000/dir"  # pebble, in each host's network namespace
+# The emulated AWS (moto) answers on 127.0.0.1:5050 in every host and takes any static key;
+# production's instance role gives restic and boto3 their keys.
+S3_ENDPOINT = "http://127.0.0.1:5050"
+AWS_KEYS = {"backup_aws_access_key_id": "lab-moto-key", "backup_aws_secret_access_key": "lab-moto-not-secret"}
+# The operator's values (group_data/prod.py in production).
+OPERATOR = {"gitea_admin_email": "gitadmin@lab.test", "acme_email": "ops@lab.test"}
+
+
+def overrides(state: dict, name: str) -> dict:
+    """Host `name`'s lab values (addresses excepted: the host source has them), from the lab state."""
+    h = state["hosts"][name]
+    return {
+        "ssh_key": str(REPO / state["ssh_key"]),
+        "ssh_known_hosts_file": str(REPO / h["known_hosts"]),
+        "ssh_strict_host_key_checking": "accept-new",
+        "acme_server": ACME_SERVER,
+        "acme_ca_bundle": (REPO / state["acme_ca_bundle"]).read_text(),
+        "gitea_image": state["images"]["gitea"],
+        "postgres_image": state["images"]["postgres"],
+        "s3_endpoint": S3_ENDPOINT,
+        **AWS_KEYS,
+        **OPERATOR,
+    }
