@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import posixpath
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
 from pyinfra import host
@@ -76,4 +78,128 @@ def chown(path: str, uid: int, gid: int, recursive: bool = False) -> None:
         commands=[f"chown {'-R ' if recursive else ''}{shlex.quote(wanted)} {shlex.quote(path)}"],
         # Evaluated at execution time: the path may only exist once earlier ops ran.
         _if=lambda: host.get_fact(NumericOwner, path=path) != wanted,
+    )
+
+
+# --- staged configuration: never lose a change, never leave an unvalidated file live ----------
+#
+# A config file that a daemon reads (nginx's vhosts, sshd's drop-in, Docker's daemon.json) goes
+# through three ops instead of one:
+#
+#   1. staged_template(): render to STAGING_ROOT + the live path. Nothing loads files there, so a
+#      broken candidate is harmless to a reboot or a package upgrade.
+#   2. install_validated(): when a live file differs from its staged copy (or is missing), check
+#      the candidate with the daemon's own validator, then move it into place atomically. A
+#      candidate that fails leaves the live files untouched and fails the deploy with the
+#      validator's message; every later deploy tries again until the template is fixed.
+#   3. apply_when_stale(): reload/restart the daemon unless the deploy last did so with exactly the
+#      configuration on disk now. The record of that is a marker, APPLIED_DIR/<name>.sha256: the
+#      hash of the effective configuration (e.g. `nginx -T`), written only after the reload
+#      succeeded; step 2 deletes it before it moves a file in. So a deploy killed between the move
+#      and the reload, or a reload that failed, leaves a stale or missing marker and the next
+#      deploy reloads. The content hash, not timestamps: reloads leave no timestamp in systemd
+#      (nginx and sshd keep their PID), and it needs no trust in clocks. A reboot loads the files
+#      on disk, which still match the marker, so it causes no reload.
+#
+# Every decision is made from facts read at execution time, never from whether an earlier op of
+# this run changed something, so an interrupted or failed run is finished by the next one; a run
+# with nothing to do reports no change.
+
+STAGING_ROOT = "/etc/gitea-deploy/staged"
+APPLIED_DIR = "/var/lib/gitea-deploy/applied"
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    live: str
+    staged: str
+    mode: str
+
+
+def staged_template(name: str, src: str, dest: str, mode: str = "644", **context) -> StagedFile:
+    """Render a template to its staging path (step 1 above); install_validated() installs it."""
+    staged = f"{STAGING_ROOT}{dest}"
+    files.template(name=f"{name} (staged)", src=src, dest=staged, mode=mode, **context)
+    return StagedFile(live=dest, staged=staged, mode=mode)
+
+
+class PendingConfigs(FactBase):
+    """Live paths that are missing or differ (content or mode) from their staged copy."""
+
+    def command(self, pairs: tuple) -> str:
+        checks = [
+            f"{{ cmp -s {shlex.quote(staged)} {shlex.quote(live)} && "
+            f"[ \"$(stat -c %a {shlex.quote(live)})\" = {shlex.quote(mode.lstrip('0') or '0')} ]; }} "
+            f"|| echo {shlex.quote(live)}"
+            for staged, live, mode in pairs
+        ]
+        return "; ".join(checks) + "; true"
+
+    def process(self, output: list[str]) -> list[str]:
+        return [line.strip() for line in output if line.strip()]
+
+
+def _marker(name: str) -> str:
+    return f"{APPLIED_DIR}/{name}.sha256"
+
+
+def install_validated(name: str, staged: list[StagedFile], check: str, marker: str,
+                      overlay: bool = True) -> None:
+    """Validate the staged candidates together, then move them into place (step 2 above).
+
+    overlay=True: `check` is the daemon's own test of its live configuration (`nginx -t`,
+    `sshd -t`); it runs in a private mount namespace where each live directory is replaced by a
+    copy of itself holding the candidates, so it checks exactly what the daemon would load, with
+    every absolute include path intact, while nothing outside that namespace ever sees it.
+    overlay=False: `check` names the staged files itself (`dockerd --validate --config-file ...`).
+    """
+    dirs = sorted({posixpath.dirname(f.live) for f in staged})
+    q = shlex.quote
+    lines = ["set -e"]
+    if overlay:
+        lines += ["tmp=$(mktemp -d /tmp/gitea-deploy-check.XXXXXX)", "export tmp",
+                  "trap 'rm -rf \"$tmp\"' EXIT"]
+        binds = []
+        for i, d in enumerate(dirs):
+            lines += [f"mkdir -p {q(d)} \"$tmp/{i}\"", f"cp -a {q(d)}/. \"$tmp/{i}/\""]
+            binds.append(f"mount --bind \"$tmp/{i}\" {q(d)}")
+        for f in staged:
+            lines.append(f"cp {q(f.staged)} \"$tmp/{dirs.index(posixpath.dirname(f.live))}/"
+                         f"{posixpath.basename(f.live)}\"")
+        run_check = f"unshare --mount --propagation private sh -ec {q('; '.join([*binds, check]))}"
+    else:
+        run_check = check
+    live = ", ".join(f.live for f in staged)
+    lines.append(f"if ! {run_check}; then echo 'gitea-deploy: the new {live} failed validation "
+                 f"({check}); the live configuration is unchanged; the candidate is under "
+                 f"{STAGING_ROOT}' >&2; exit 1; fi")
+    lines.append(f"rm -f {q(_marker(marker))}")
+    for f in staged:
+        new = f"{f.live}.gitea-deploy-new"  # same directory: the rename is atomic; no *.conf glob matches it
+        lines.append(f"install -m {q(f.mode)} {q(f.staged)} {q(new)} && mv -f {q(new)} {q(f.live)}")
+    pairs = tuple((f.staged, f.live, f.mode) for f in staged)
+    server.shell(name=name, commands=["\n".join(lines)],
+                 _if=lambda: bool(host.get_fact(PendingConfigs, pairs=pairs)))
+
+
+class ConfigApplied(FactBase):
+    """"current" when the marker holds the hash of the effective configuration, else "stale"."""
+
+    def command(self, effective: str, marker: str) -> str:
+        return (f"h=$({effective} 2>/dev/null | sha256sum | cut -d' ' -f1); "
+                f"[ \"$h\" = \"$(cat {shlex.quote(marker)} 2>/dev/null)\" ] && echo current || echo stale")
+
+    def process(self, output: list[str]) -> str:
+        return output[-1].strip() if output else "stale"
+
+
+def apply_when_stale(name: str, marker: str, effective: str, command: str) -> None:
+    """Run `command` (a reload or restart) unless the daemon already runs the configuration on
+    disk (step 3 above); record that it does once `command` succeeded."""
+    path = _marker(marker)
+    server.shell(
+        name=name,
+        commands=[f"{command} && mkdir -p {APPLIED_DIR} && "
+                  f"{effective} 2>/dev/null | sha256sum | cut -d' ' -f1 > {shlex.quote(path)}"],
+        _if=lambda: host.get_fact(ConfigApplied, effective=effective, marker=path) != "current",
     )
