@@ -3,10 +3,10 @@ administrator's hardened sshd."""
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, systemd
 
 from tasks import settings
-from tasks.common import REPO, apt_install, template
+from tasks.common import REPO, apply_when_stale, apt_install, install_validated, staged_template, template
 
 PACKAGES = ["ca-certificates", "curl", "openssl", "tzdata", "unattended-upgrades"]
 SSHD_DROP_IN = "/etc/ssh/sshd_config.d/gitea-deploy.conf"
@@ -28,13 +28,16 @@ def base():
 
     # cloud-init (or the lab) wrote this file with the admin port before the first deploy; the
     # deploy owns it from then on and keeps the port, so git SSH can have port 22.
-    sshd = files.template(
-        name="Harden sshd and keep it on the admin port",
+    # Staged, validated by `sshd -t` with the candidate in place, then installed: a drop-in sshd
+    # rejects is never where a reboot or an openssh upgrade would load it (the operator would be
+    # locked out), and a reload that did not happen is retried (tasks/common.py explains how).
+    drop_in = staged_template(
+        "Harden sshd and keep it on the admin port",
         src=template("ssh/gitea-deploy.conf.j2"),
         dest=SSHD_DROP_IN,
-        mode="644",
     )
-    # A config sshd rejects must never be reloaded: the operator would be locked out.
-    server.shell(name="Check sshd configuration", commands=["sshd -t"], _if=sshd.did_change)
-    systemd.service(name="Reload sshd", service="ssh", running=True, enabled=True,
-                    reloaded=sshd.will_change)
+    install_validated("Install the sshd drop-in (validated by sshd -t)", [drop_in],
+                      check="sshd -t", marker="sshd")
+    systemd.service(name="sshd running", service="ssh", running=True, enabled=True)
+    apply_when_stale("Reload sshd", marker="sshd", effective="sshd -T",
+                     command="sshd -t && systemctl reload ssh")

@@ -1,22 +1,30 @@
 """The container engine: Debian's docker.io with Compose v2, rotating logs, live-restore."""
 
 from pyinfra.api import deploy
-from pyinfra.operations import files, systemd
+from pyinfra.operations import systemd
 
 from tasks import settings
-from tasks.common import apt_install, template
+from tasks.common import apply_when_stale, apt_install, install_validated, staged_template, template
+
+DAEMON_JSON = "/etc/docker/daemon.json"
 
 
 @deploy("Docker engine", data_defaults=settings.defaults("docker"))
 def docker():
     apt_install(["docker.io", "docker-compose"])
 
-    daemon = files.template(
-        name="Docker daemon settings (log rotation, live-restore)",
+    # Staged and checked by dockerd itself (`--validate`, Docker 23+; Debian 13 has 26): a
+    # daemon.json dockerd rejects would keep the engine, and so the stack, down after a reboot.
+    daemon = staged_template(
+        "Docker daemon settings (log rotation, live-restore)",
         src=template("docker/daemon.json.j2"),
-        dest="/etc/docker/daemon.json",
-        mode="644",
+        dest=DAEMON_JSON,
     )
-    # live-restore keeps the containers running while the daemon restarts.
-    systemd.service(name="Docker running", service="docker", running=True, enabled=True,
-                    restarted=daemon.will_change)
+    install_validated("Install daemon.json (validated by dockerd --validate)", [daemon],
+                      check=f"dockerd --validate --config-file {daemon.staged}", marker="docker",
+                      overlay=False)
+    systemd.service(name="Docker running", service="docker", running=True, enabled=True)
+    # Restarted until it has run with the daemon.json on disk (tasks/common.py); live-restore
+    # keeps the containers running meanwhile.
+    apply_when_stale("Restart Docker for its settings", marker="docker", effective=f"cat {DAEMON_JSON}",
+                     command=f"dockerd --validate --config-file {DAEMON_JSON} && systemctl restart docker")

@@ -2,52 +2,51 @@
 
 Stages, because nginx must run before any certificate exists: the port-80 vhost first, then
 the certificate (tasks/certbot.py) through it, then the 443 vhost that uses the certificate.
+
+Every file is staged, checked by `nginx -t` with the candidates in place, and only then
+installed and loaded (tasks/common.py): a config nginx rejects never reaches /etc/nginx, where a
+reboot or a package upgrade would load it, and a reload that did not happen is done by the next
+deploy.
 """
 
 from pyinfra.api import deploy
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, systemd
 
 from tasks import settings
 from tasks.certbot import WEBROOT, certificate, live_dir
-from tasks.common import apt_install, template
+from tasks.common import StagedFile, apply_when_stale, apt_install, install_validated, staged_template, template
 
 CONF_DIR = "/etc/nginx/conf.d"
 TLS_SNIPPET = "/etc/nginx/snippets/gitea-tls.conf"
 
 
-def vhost(name: str, **context):
-    return files.template(
-        name=f"nginx {name}",
-        src=template(f"nginx/{name}.j2"),
-        dest=f"{CONF_DIR}/{name}",
-        mode="644",
-        **context,
-    )
+def vhost(name: str, **context) -> StagedFile:
+    return staged_template(f"nginx {name}", src=template(f"nginx/{name}.j2"), dest=f"{CONF_DIR}/{name}",
+                           **context)
 
 
-def reload_if(*changed) -> None:
-    """Validate, then reload, only when a vhost changed; a bad config is never loaded."""
-    server.shell(name="Check nginx configuration", commands=["nginx -t -q"],
-                 _if=[lambda: any(op.did_change() for op in changed)])
-    systemd.service(name="nginx running", service="nginx", running=True, enabled=True,
-                    reloaded=any(op.will_change for op in changed))
+def install_and_reload(stage: str, staged: list[StagedFile]) -> None:
+    """Validate and install the staged files, then reload nginx unless it runs what is on disk."""
+    names = ", ".join(f.live.rsplit("/", 1)[1] for f in staged)
+    install_validated(f"Install nginx {names} (validated by nginx -t)", staged,
+                      check="nginx -t -q", marker="nginx")
+    apply_when_stale(f"Reload nginx ({stage})", marker="nginx", effective="nginx -T",
+                     command="nginx -t -q && systemctl reload nginx")
 
 
 @deploy("Nginx and TLS", data_defaults=settings.defaults("nginx"))
 def nginx():
     apt_install(["nginx"])
-    # Debian's default site also claims port 80 as default_server.
-    default_site = files.link(name="No default site", path="/etc/nginx/sites-enabled/default", present=False)
-    snippet = files.template(
-        name="nginx TLS settings (Mozilla intermediate)",
-        src=template("nginx/gitea-tls.conf.j2"),
-        dest=TLS_SNIPPET,
-        mode="644",
-    )
+    # Debian's default site also claims port 80 as default_server. Removing it changes what
+    # `nginx -T` shows, so the reload below follows even if this run is cut short.
+    files.link(name="No default site", path="/etc/nginx/sites-enabled/default", present=False)
+    systemd.service(name="nginx running", service="nginx", running=True, enabled=True)
+    snippet = staged_template("nginx TLS settings (Mozilla intermediate)", src=template("nginx/gitea-tls.conf.j2"),
+                              dest=TLS_SNIPPET)
     http = vhost("gitea-http.conf", webroot=WEBROOT)
-    reload_if(default_site, http)
+    install_and_reload("port 80", [http])
 
     certificate()
 
     https = vhost("gitea-https.conf", cert_dir=live_dir(), tls_snippet=TLS_SNIPPET)
-    reload_if(snippet, https)
+    install_and_reload("port 443", [snippet, https])
