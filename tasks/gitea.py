@@ -14,8 +14,6 @@ from tasks import settings
 from tasks.common import LoginAccount, owned_directory, template
 from tasks.secrets import LAYOUT, secrets_dir
 
-SERVICES = {"db", "gitea"}
-
 
 def compose_file() -> str:
     return f"{host.data.data_root}/compose.yaml"
@@ -54,14 +52,39 @@ def capture_file(password_file: str) -> str:
     return f"{password_file}.capture"
 
 
-class RunningServices(FactBase):
-    """Compose services that are running (a stopped container is drift to undo)."""
+class StaleServices(FactBase):
+    """Compose services whose running container is not what the compose file on disk defines:
+    no running container (stopped, crashed, never created), or one created from another
+    definition. Compose stamps each container with `com.docker.compose.config-hash`, the hash
+    `docker compose config --hash` computes from the file (they agree in Compose 2.26, Debian
+    13's); comparing the two asks the host what runs, not whether this run changed the file, so a
+    deploy that died between writing the file and `up` is finished by the next one. Containers of
+    services the file no longer has are stale too (`up --remove-orphans` removes them)."""
 
-    def command(self, compose_cmd: str) -> str:
-        return f"{compose_cmd} 2>/dev/null || true"
+    def command(self, config_cmd: str, ps_cmd: str) -> str:
+        labels = ('have {{index .Config.Labels "com.docker.compose.service"}} '
+                  '{{index .Config.Labels "com.docker.compose.config-hash"}}')
+        return (f"want=$({config_cmd} 2>&1) && printf '%s\\n' \"$want\" | sed 's/^/want /' "
+                f"|| echo '! compose config failed'; "
+                f"ids=$({ps_cmd} 2>/dev/null); "
+                f"[ -z \"$ids\" ] || docker inspect --format {shlex.quote(labels)} $ids 2>/dev/null; true")
 
-    def process(self, output: list[str]) -> set[str]:
-        return {line.strip() for line in output if line.strip()}
+    def process(self, output: list[str]) -> list[str]:
+        want: dict[str, str] = {}
+        have: dict[str, list[str]] = {}
+        for line in output:
+            kind, _, rest = line.strip().partition(" ")
+            if kind == "!":  # a file Compose rejects: `up` runs and fails with Compose's message
+                return ["(the compose file does not load)"]
+            service, _, digest = rest.partition(" ")
+            if kind == "want":
+                want[service] = digest
+            elif kind == "have":
+                have.setdefault(service, []).append(digest)
+        if not want:
+            return ["(no services in the compose file)"]
+        stale = [s for s, digest in want.items() if have.get(s) != [digest]]
+        return sorted(stale + [s for s in have if s not in want])
 
 
 class GiteaAdmins(FactBase):
@@ -93,7 +116,7 @@ def gitea():
     owned_directory(f"{root}/gitea/config", uid, uid, "700")
     owned_directory(f"{root}/postgres", pg_uid, pg_uid, "700")
 
-    stack = files.template(
+    files.template(
         name="Compose file",
         src=template("gitea/compose.yaml.j2"),
         dest=compose_file(),
@@ -103,12 +126,15 @@ def gitea():
     )
 
     # `up` recreates only the services whose definition changed; --wait returns once both are
-    # healthy (Gitea's /api/healthz passes), so the admin step below can talk to it.
-    running = compose("ps --status running --services")
+    # healthy (Gitea's /api/healthz passes), so the admin step below can talk to it. It runs
+    # whenever a service's running container differs from the file (StaleServices), however the
+    # difference came about: this run's change, an earlier run killed before `up`, a stopped
+    # container.
     server.shell(
         name="Start the stack (healthy)",
         commands=[compose("up -d --wait --wait-timeout 300 --remove-orphans")],
-        _if=lambda: stack.did_change() or host.get_fact(RunningServices, compose_cmd=running) != SERVICES,
+        _if=lambda: bool(host.get_fact(StaleServices, config_cmd=compose("config --hash '*'"),
+                                       ps_cmd=compose("ps -q --status running"))),
     )
 
     admin = host.data.gitea_admin_username
