@@ -1,11 +1,16 @@
 """tasks/nginx.py + tasks/certbot.py: HTTPS from the outside, as a user's browser sees it."""
 
 import json
+import shutil
 import socket
 import ssl
+import subprocess
+import time
 import warnings
 
 import pytest
+
+from tests.conftest import skip_because
 
 
 def test_nginx_config_valid_and_running(target):
@@ -65,13 +70,71 @@ def test_modern_tls_versions_accepted(target, version):
             assert tls.version() == version.replace("_", ".")
 
 
-def test_legacy_tls_refused(target):
+def _tls11_client() -> ssl.SSLContext:
+    """A client that offers TLS 1.1 and nothing else (security level 0: OpenSSL 3 refuses TLS 1.1
+    at its default level)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    ctx.set_ciphers("ALL:@SECLEVEL=0")  # let this client offer TLS 1.1, so the server must refuse
+    ctx.set_ciphers("ALL:@SECLEVEL=0")
     with warnings.catch_warnings():  # deprecated is the point: the server must refuse it
         warnings.simplefilter("ignore", DeprecationWarning)
         ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    return ctx
+
+
+def _client_can_speak_tls11(ctx: ssl.SSLContext, workdir) -> str | None:
+    """None if `ctx` completes a TLS 1.1 handshake with a local `openssl s_server -tls1_1` (on
+    127.0.0.1, a throwaway self-signed certificate); else why not."""
+    if not shutil.which("openssl"):
+        return "no openssl on PATH to run a local TLS 1.1 server"
+    key, cert = workdir / "tls11-key.pem", workdir / "tls11-cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=localhost", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-naccept", "1", "-www", "-tls1_1",
+         "-cipher", "DEFAULT:@SECLEVEL=0", "-cert", str(cert), "-key", str(key)],
+        # -www: answer a status page without reading stdin (on EOF of stdin s_server hangs up)
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # s_server prints ACCEPT once it listens
+            line = server.stdout.readline()
+            if not line or "ACCEPT" in line:
+                break
+        if server.poll() is not None:
+            return f"openssl s_server -tls1_1 did not start: {server.stdout.read().strip()[-500:]}"
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                    version = tls.version()
+        except (OSError, ssl.SSLError) as error:
+            return f"a TLS 1.1 handshake with a local TLS 1.1 server failed: {error}"
+        return None if version == "TLSv1.1" else f"the local TLS 1.1 server negotiated {version}"
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+
+
+def test_legacy_tls_refused(target, tmp_path):
+    """The server refuses TLS 1.1, proven by its own protocol_version alert.
+
+    A modern OpenSSL may refuse to offer TLS 1.1 at all, and then any handshake fails on the
+    client's side, proving nothing about the server. So first the same client context completes a
+    TLS 1.1 handshake with a local TLS 1.1 server; then the server under test must answer it with a
+    protocol_version alert (OpenSSL: TLSV1_ALERT_PROTOCOL_VERSION, "tlsv1 alert protocol version",
+    an alert received from the peer). UNSUPPORTED_PROTOCOL would be the client rejecting the
+    version the server chose, NO_PROTOCOLS_AVAILABLE the client offering none: neither counts.
+    """
+    ctx = _tls11_client()
+    why_not = _client_can_speak_tls11(ctx, tmp_path)
+    if why_not:
+        skip_because(f"this machine's OpenSSL ({ssl.OPENSSL_VERSION}) cannot offer TLS 1.1, so the "
+                     f"server's refusal cannot be told from the client's: {why_not}")
     with socket.create_connection((target.address, 443), timeout=10) as raw:
-        with pytest.raises(ssl.SSLError):
+        with pytest.raises(ssl.SSLError) as refused:
             ctx.wrap_socket(raw, server_hostname=target.domain)
+    assert refused.value.reason == "TLSV1_ALERT_PROTOCOL_VERSION", (
+        f"the handshake failed, but not by the server's protocol_version alert: {refused.value!r}")
