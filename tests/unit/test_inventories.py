@@ -85,3 +85,15 @@ def test_lab_host_entry_records_the_admin_port():
                                             for p in (2345, 443, 80, 22)}}}
     entry = lab_hosts.entry("h", info, 2345)
     assert entry["admin_ssh_port"] == 2345 and entry["ssh_port"] == 22345
+
+
+def test_an_rds_endpoint_stops_the_prod_inventory_before_any_host(tmp_path, monkeypatch):
+    """database = "rds" in Terraform gives the host a database_endpoint; the deploy cannot use it
+    yet and must say so, never run a local database silently instead."""
+    outputs = json.loads(RECORDED.read_text())
+    outputs["pyinfra_inventory"]["value"][0]["database_endpoint"] = "gitea-db.abc123.eu-central-1.rds.amazonaws.com:5432"
+    recording = tmp_path / "rds-output.json"
+    recording.write_text(json.dumps(outputs))
+    with pytest.raises(SettingsError, match="database_endpoint: .*RDS mode"):
+        load_inventory("inventories/prod.py", monkeypatch, GITEA_DEPLOY_TERRAFORM_OUTPUT=str(recording),
+                       GITEA_DEPLOY_OVERRIDES=overrides(tmp_path, EMAILS))
