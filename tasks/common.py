@@ -143,16 +143,8 @@ def _marker(name: str) -> str:
     return f"{APPLIED_DIR}/{name}.sha256"
 
 
-def install_validated(name: str, staged: list[StagedFile], check: str, marker: str,
-                      overlay: bool = True) -> None:
-    """Validate the staged candidates together, then move them into place (step 2 above).
-
-    overlay=True: `check` is the daemon's own test of its live configuration (`nginx -t`,
-    `sshd -t`); it runs in a private mount namespace where each live directory is replaced by a
-    copy of itself holding the candidates, so it checks exactly what the daemon would load, with
-    every absolute include path intact, while nothing outside that namespace ever sees it.
-    overlay=False: `check` names the staged files itself (`dockerd --validate --config-file ...`).
-    """
+def install_script(staged: list[StagedFile], check: str, marker_path: str, overlay: bool) -> str:
+    """The shell script of install_validated(): check, then forget the marker, then move in."""
     dirs = sorted({posixpath.dirname(f.live) for f in staged})
     q = shlex.quote
     lines = ["set -e"]
@@ -168,18 +160,31 @@ def install_validated(name: str, staged: list[StagedFile], check: str, marker: s
                          f"{posixpath.basename(f.live)}\"")
         run_check = f"unshare --mount --propagation private sh -ec {q('; '.join([*binds, check]))}"
     else:
-        run_check = check
+        run_check = f"{{ {check}; }}"
     live = ", ".join(f.live for f in staged)
     lines.append(f"if ! {run_check}; then echo 'gitea-deploy: the new {live} failed validation "
                  f"({check}); the live configuration is unchanged; the candidate is under "
                  f"{STAGING_ROOT}' >&2; exit 1; fi")
-    lines.append(f"rm -f {q(_marker(marker))}")
+    lines.append(f"rm -f {q(marker_path)}")
     for f in staged:
         new = f"{f.live}.gitea-deploy-new"  # same directory: the rename is atomic; no *.conf glob matches it
-        lines.append(f"install -m {q(f.mode)} {q(f.staged)} {q(new)} && mv -f {q(new)} {q(f.live)}")
+        lines += [f"install -m {q(f.mode)} {q(f.staged)} {q(new)}", f"mv -f {q(new)} {q(f.live)}"]
+    return "\n".join(lines)
+
+
+def install_validated(name: str, staged: list[StagedFile], check: str, marker: str,
+                      overlay: bool = True) -> None:
+    """Validate the staged candidates together, then move them into place (step 2 above).
+
+    overlay=True: `check` is the daemon's own test of its live configuration (`nginx -t`,
+    `sshd -t`); it runs in a private mount namespace where each live directory is replaced by a
+    copy of itself holding the candidates, so it checks exactly what the daemon would load, with
+    every absolute include path intact, while nothing outside that namespace ever sees it.
+    overlay=False: `check` names the staged files itself (`dockerd --validate --config-file ...`).
+    """
+    script = install_script(staged, check, _marker(marker), overlay)
     pairs = tuple((f.staged, f.live, f.mode) for f in staged)
-    server.shell(name=name, commands=["\n".join(lines)],
-                 _if=lambda: bool(host.get_fact(PendingConfigs, pairs=pairs)))
+    server.shell(name=name, commands=[script], _if=lambda: bool(host.get_fact(PendingConfigs, pairs=pairs)))
 
 
 class ConfigApplied(FactBase):
