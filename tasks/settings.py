@@ -390,9 +390,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("backup_local_repository", "backup", (str, type(None)), "backup/restic",
             "The restic repository on the data volume that takes each snapshot while Gitea is paused (S3 gets "
             "a copy after): relative to data_root, or absolute below it. None: none (the pause then waits on S3).",
-            lambda v: absolute_path(v) if v.startswith("/") else
-            (None if Path(v).parts and ".." not in Path(v).parts and "\n" not in v
-             else "must be a path below data_root (no ..)")),
+            lambda v: absolute_path(v) if v.startswith("/") else relative_path(v)),
     Setting("backup_schedule", "backup", str, "15 * * * *", "When cron runs the backup job (default hourly).",
             cron_schedule),
     Setting("backup_keep_hourly", "backup", int, 24, "Retention: newest snapshot of each of the last N hours.",
