@@ -6,3 +6,5 @@ defaults in tasks/settings.py.
 
 # acme_email = "ops@example.com"          # Let's Encrypt account: expiry notices go here
 # gitea_admin_email = "ops@example.com"   # the first Gitea administrator
+# With terraform's database = "rds" (docs/runbooks/deploy.md, An external database):
+# database_ca_bundle = open("/path/to/rds-global-bundle.pem").read()

@@ -64,6 +64,8 @@ ENVIRONMENT_KEYS = frozenset({
     "acme_server", "acme_ca_bundle",
     "gitea_image", "postgres_image",
     "s3_endpoint", "backup_aws_access_key_id", "backup_aws_secret_access_key",
+    # An external PostgreSQL's address and CA (Terraform gives RDS's endpoint; the lab its stand-in's).
+    "database_endpoint", "database_ca_bundle",
 })
 # Values only the operator knows, asked for by group_data/prod.py; an overrides file may carry them.
 OPERATOR_KEYS = frozenset({"acme_email", "gitea_admin_email"})

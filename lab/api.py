@@ -7,6 +7,10 @@
     api.pebble_root("gitea-lab-1")        # pebble's current root CA (PEM); new after every reboot
     api.down(["gitea-lab-1"])
 
+A real external PostgreSQL (what RDS is to the deploy), TLS only, on the lab network:
+    db = api.rds_up("prod")              # {"endpoint": "IP:5432", "ca": PEM, "password": ...}
+    api.rds_down("prod")
+
 Two hosts that must see the same AWS (a backup on one, restored on the other after it is gone):
     api.up(["host-a"], aws="drill")       # moto in container gitea-lab-aws-drill, 127.0.0.1:5050 in each host
     api.aws_down("drill")
@@ -28,7 +32,7 @@ from lab.secrets import PEBBLE_CERT, PEBBLE_DIR, SSH_KEY, ensure_pebble_cert, en
 from lab.util import Timer, locked, rel, say
 
 __all__ = ["engine", "images", "up", "down", "reboot", "state", "status", "pebble_root", "exec",
-           "ssh_command", "images_mode", "aws_down", "LabError"]
+           "ssh_command", "docker_exec", "images_mode", "aws_down", "rds_up", "rds_down", "LabError"]
 
 
 def images_mode(mode: str | None = None) -> str:
@@ -189,6 +193,25 @@ def aws_down(name: str) -> None:
     say(f"shared AWS {name}: removed")
 
 
+def rds_up(name: str) -> dict:
+    """A real PostgreSQL standing in for RDS (lab/rds.py): its own container on the lab network,
+    TLS only. Returns {"endpoint": "IP:5432", "ca": PEM, "password": ..., "user", "database"}."""
+    from lab import rds
+
+    ensure_engine()
+    ensure_network(NETWORK, {LABEL_ROLE: "network"})
+    return rds.up(name)
+
+
+def rds_down(name: str) -> None:
+    """Remove an RDS stand-in and its data. Idempotent."""
+    from lab import rds
+
+    ensure_engine()
+    rds.down(name)
+    say(f"external PostgreSQL {rds.name_of(name)}: removed")
+
+
 def state() -> dict:
     """The current .lab/state.json (an empty skeleton if there is none)."""
     return _state.load()
@@ -227,6 +250,11 @@ def exec(name: str, cmd, *, check: bool = False, input: str | None = None, user:
     """Run cmd (shell string or argv list) in the host via `docker exec` (root unless user=...).
     Returns the CompletedProcess (text); check=True raises LabError on a non-zero exit."""
     return _hosts.exec_(name, cmd, check=check, input=input, user=user, timeout=timeout)
+
+
+def docker_exec(container_name: str, argv: list[str], *, timeout: float = 120) -> subprocess.CompletedProcess:
+    """argv in one of the lab's own containers (not a host: see exec), e.g. the RDS stand-in."""
+    return docker("exec", container_name, *argv, check=False, timeout=timeout)
 
 
 def ssh_command(name: str, *cmd: str, state: dict | None = None) -> list[str]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import shlex
+from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
 from pyinfra.api.exceptions import DeployError
+from pyinfra.facts.docker import DockerImage
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
@@ -17,6 +19,19 @@ from tasks.secrets import LAYOUT, secrets_dir
 
 def compose_file() -> str:
     return f"{host.data.data_root}/compose.yaml"
+
+
+def database(data) -> dict:
+    """Where Gitea's PostgreSQL is: the stack's `db` service, or an external one (RDS) over TLS
+    verified against database_ca_bundle. The template, the backup job and the host checks read it."""
+    endpoint = data.get("database_endpoint")
+    return {
+        "external": bool(endpoint),
+        "address": endpoint or "db:5432",
+        "ssl_mode": "verify-full" if endpoint else "disable",  # the local one is on a private network
+        "ca_file": f"{data.get('data_root')}/database-ca.pem" if endpoint else None,
+        "ca_in_container": "/etc/ssl/gitea-deploy/database-ca.pem",
+    }
 
 
 def compose(args: str) -> str:
@@ -110,11 +125,20 @@ def gitea():
                               f"it would own the container's files (app.ini, the database); set another {key}")
     # Recursive: hosts deployed before gitea_uid left the image's 1000 (admin's uid) hold files of it.
     owned_directory(f"{root}/gitea", uid, uid, "750", recursive=True)
-
     owned_directory(f"{root}/gitea/data", uid, uid, "750")
     # app.ini ends up holding values read from the __FILE secrets: keep it owner-only.
     owned_directory(f"{root}/gitea/config", uid, uid, "700")
-    owned_directory(f"{root}/postgres", pg_uid, pg_uid, "700")
+    db = database(host.data)
+    if db["external"]:
+        # Not a secret: the CA Gitea verifies the database's certificate against.
+        files.put(name="External database's CA", src=StringIO(host.data.database_ca_bundle), dest=db["ca_file"],
+                  mode="644")
+        # No db service pulls it: the backup and the restore run pg_dump/pg_restore from this image.
+        image = shlex.quote(host.data.postgres_image)
+        server.shell(name="PostgreSQL client image (backup and restore)", commands=[f"docker pull -q {image}"],
+                     _if=lambda: not host.get_fact(DockerImage, object_id=image))
+    else:
+        owned_directory(f"{root}/postgres", pg_uid, pg_uid, "700")
 
     files.template(
         name="Compose file",
@@ -123,6 +147,7 @@ def gitea():
         mode="644",
         secrets_dir=secrets_dir(),
         secret_names=sorted(LAYOUT),
+        database=db,
     )
 
     # `up` recreates only the services whose definition changed; --wait returns once both are

@@ -27,6 +27,14 @@ LAYOUT = {
 }
 
 
+def layout(data) -> dict[str, tuple[str, str, str]]:
+    """LAYOUT for this host: with an external database (database_endpoint) no PostgreSQL container
+    reads db_password, so Gitea owns it; the operator supplies it (RDS made it) instead of the deploy."""
+    if data.get("database_endpoint"):
+        return {**LAYOUT, "db_password": ("gitea_uid", "gitea_uid", "400")}
+    return dict(LAYOUT)
+
+
 def secrets_dir() -> str:
     return f"{host.data.data_root}/secrets"
 
@@ -46,6 +54,13 @@ def generate_once(path: str) -> None:
     )
 
 
+def require_operator_secret(path: str, what: str) -> None:
+    """Stop the deploy, saying what to put where, while a secret only the operator has is missing."""
+    message = f"{path} is missing or empty: put {what} there (root-only) and deploy again"
+    server.shell(name=f"{path.rsplit('/', 1)[-1]} supplied by the operator",
+                 commands=[f"echo {shlex.quote(message)} >&2; exit 1"], _if=lambda: missing_or_empty(path))
+
+
 def missing_or_empty(path: str) -> bool:
     """No usable secret: absent, or empty (a write that died before this deploy made it atomic).
     An empty secret never worked, so making a new one loses nothing."""
@@ -58,8 +73,12 @@ def secrets():
     files.directory(name="Data root", path=host.data.data_root, user="root", group="root", mode="755")
     files.directory(name="Secrets directory", path=secrets_dir(), user="root", group="root", mode="700")
 
-    for name, (owner, group, mode) in LAYOUT.items():
+    for name, (owner, group, mode) in layout(host.data).items():
         path = f"{secrets_dir()}/{name}"
-        generate_once(path)
+        if name == "db_password" and host.data.database_endpoint:
+            require_operator_secret(path, "the external database's password (RDS: the master user secret's "
+                                          "password; docs/runbooks/deploy.md, An external database)")
+        else:
+            generate_once(path)
         files.file(name=f"Mode of {name}", path=path, mode=mode)
         chown(path, host.data.get(owner), host.data.get(group))

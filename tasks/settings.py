@@ -343,8 +343,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("gitea_app_name", "gitea", str, "Gitea",
             "Site title: free text (quotes, #, :, $ are carried exactly), no control characters.", display_text),
     Setting("database_endpoint", "gitea", (str, type(None)), None,
-            "host:port of an external PostgreSQL (Terraform's output with database = \"rds\"). Not "
-            "supported yet: must stay None (PostgreSQL runs in the Compose stack).", host_port),
+            "host:port of an external PostgreSQL (Terraform's output with database = \"rds\"). None: "
+            "PostgreSQL runs in the Compose stack. Set: no db container; Gitea, the backup and the restore "
+            "use it over TLS (verify-full against database_ca_bundle), as user and database `gitea`, with "
+            "the password the operator puts in <data_root>/secrets/db_password (docs/runbooks/deploy.md).",
+            host_port),
+    Setting("database_ca_bundle", "gitea", (str, type(None)), None,
+            "PEM of the CA that signed the external PostgreSQL's certificate (for RDS: AWS's RDS bundle "
+            "for the region); required with database_endpoint.", pem_certificates),
     Setting("gitea_disable_registration", "gitea", bool, True, "Only admins create accounts."),
     Setting("gitea_require_signin_view", "gitea", bool, False, "Hide everything from anonymous visitors."),
     Setting("gitea_admin_username", "gitea", str, "gitadmin", "The first administrator account.", username),
@@ -490,13 +496,11 @@ def unknown_keys(data: dict[str, Any]) -> list[str]:
 
 
 def _database_checks(data: dict[str, Any]) -> list[str]:
-    endpoint = data.get("database_endpoint")
-    if endpoint is None:
-        return []
-    # Never silently ignored: a deploy that ran the local database anyway would split the data.
-    return [f"database_endpoint: {endpoint!r}: RDS mode (an external PostgreSQL) is not supported by this "
-            "deploy yet; it would not be used and a local database would run instead: unset it "
-            "(terraform database = \"container\")"]
+    if data.get("database_endpoint") and not data.get("database_ca_bundle"):
+        # verify-full needs the CA: without it the connection would fail, or (weaker modes) trust anyone.
+        return ["database_ca_bundle: is required with database_endpoint: the PEM of the CA that signed the "
+                "database's certificate (RDS: the region's bundle from AWS's RDS trust store)"]
+    return []
 
 
 def _cross_checks(data: dict[str, Any]) -> list[str]:

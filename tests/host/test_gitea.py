@@ -8,20 +8,37 @@ def test_both_services_running_and_healthy(target):
     if len(ps) == 1 and isinstance(ps[0], list):  # older compose prints one JSON array
         ps = ps[0]
     state = {c["Service"]: (c["State"], c.get("Health", "")) for c in ps}
-    assert state == {"db": ("running", "healthy"), "gitea": ("running", "healthy")}
+    expected = {"gitea": ("running", "healthy")}
+    if not target.data.get("database_endpoint"):  # else PostgreSQL is external (RDS): no db container
+        expected["db"] = ("running", "healthy")
+    assert state == expected
 
 
 def test_images_are_the_pinned_ones(target):
     images = set(target.compose("config --images").stdout.split())
-    assert images == {target.data["gitea_image"], target.data["postgres_image"]}
+    external = target.data.get("database_endpoint")
+    assert images == {target.data["gitea_image"], *([] if external else [target.data["postgres_image"]])}
+
+
+def test_an_external_database_is_used_over_verified_tls(target):
+    """database_endpoint: Gitea talks to that PostgreSQL with verify-full, and no local one runs."""
+    if not target.data.get("database_endpoint"):
+        print(f"{target.name}: PostgreSQL runs in the Compose stack (no database_endpoint): nothing to check")
+        return
+    env = target.compose("exec -T gitea env").stdout
+    assert f"GITEA__database__HOST={target.data['database_endpoint']}" in env.splitlines()
+    assert "GITEA__database__SSL_MODE=verify-full" in env.splitlines()
+    running = target.sudo("docker ps --format '{{.Names}}'").stdout.split()
+    assert not [name for name in running if name.endswith("-db-1")], running
 
 
 def test_published_ports(target):
     ports = target.sudo("docker ps --format '{{.Names}} {{.Ports}}'").stdout
     lines = dict(line.split(" ", 1) if " " in line else (line, "") for line in ports.splitlines())
-    db = next(v for k, v in lines.items() if k.endswith("db-1"))
     gitea = next(v for k, v in lines.items() if k.endswith("gitea-1"))
-    assert "->" not in db  # PostgreSQL is never published
+    for name, published in lines.items():
+        if name.endswith("db-1"):
+            assert "->" not in published  # PostgreSQL is never published
     assert f"127.0.0.1:{target.data['gitea_http_port']}->3000/tcp" in gitea
     assert f"0.0.0.0:{target.data['git_ssh_port']}->2222/tcp" in gitea
     assert "0.0.0.0:3000" not in gitea
@@ -42,8 +59,9 @@ def test_data_directories_owned_by_container_uids(target):
     expect = {
         f"{root}/gitea/data": f"{target.data['gitea_uid']} 750",
         f"{root}/gitea/config": f"{target.data['gitea_uid']} 700",
-        f"{root}/postgres": f"{target.data['postgres_uid']} 700",
     }
+    if not target.data.get("database_endpoint"):
+        expect[f"{root}/postgres"] = f"{target.data['postgres_uid']} 700"
     for path, owner_mode in expect.items():
         assert target.sudo(f"stat -c '%u %a' {path}").stdout.strip() == owner_mode, path
 

@@ -6,6 +6,7 @@ import jinja2
 
 from tasks import settings
 from tasks.common import REPO
+from tasks.gitea import database
 from tasks.secrets import LAYOUT
 
 
@@ -28,4 +29,5 @@ def render(name: str, **context) -> str:
     if name == "gitea/compose.yaml.j2":
         extra.setdefault("secrets_dir", "/srv/gitea/secrets")
         extra.setdefault("secret_names", sorted(LAYOUT))
+        extra.setdefault("database", database(sample_data(**data_keys)))
     return env.get_template(name).render(host=host, **extra)

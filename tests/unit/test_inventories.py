@@ -87,13 +87,13 @@ def test_lab_host_entry_records_the_admin_port():
     assert entry["admin_ssh_port"] == 2345 and entry["ssh_port"] == 22345
 
 
-def test_an_rds_endpoint_stops_the_prod_inventory_before_any_host(tmp_path, monkeypatch):
-    """database = "rds" in Terraform gives the host a database_endpoint; the deploy cannot use it
-    yet and must say so, never run a local database silently instead."""
+def test_an_rds_endpoint_without_its_ca_stops_the_prod_inventory_before_any_host(tmp_path, monkeypatch):
+    """database = "rds" in Terraform gives the host a database_endpoint; without the CA to verify the
+    database's certificate the deploy stops, never connecting with weaker TLS or a local database."""
     outputs = json.loads(RECORDED.read_text())
     outputs["pyinfra_inventory"]["value"][0]["database_endpoint"] = "gitea-db.abc123.eu-central-1.rds.amazonaws.com:5432"
     recording = tmp_path / "rds-output.json"
     recording.write_text(json.dumps(outputs))
-    with pytest.raises(SettingsError, match="database_endpoint: .*RDS mode"):
+    with pytest.raises(SettingsError, match="database_ca_bundle: is required with database_endpoint"):
         load_inventory("inventories/prod.py", monkeypatch, GITEA_DEPLOY_TERRAFORM_OUTPUT=str(recording),
                        GITEA_DEPLOY_OVERRIDES=overrides(tmp_path, EMAILS))

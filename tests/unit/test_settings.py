@@ -258,13 +258,16 @@ def test_what_pyinfra_puts_in_host_data_is_not_refused(tmp_path):
     assert "UNKNOWN []" in output, output
 
 
-def test_database_endpoint_is_refused_until_rds_mode_exists():
+CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_an_external_database_needs_its_ca():
+    """verify-full against the operator's CA, or no external database: never a weaker TLS mode."""
     endpoint = "gitea.abc123.eu-central-1.rds.amazonaws.com:5432"
-    assert settings.host_port(endpoint) is None  # a well-formed value: refused for what it asks
-    with pytest.raises(settings.SettingsError) as error:
+    assert settings.host_port(endpoint) is None
+    with pytest.raises(settings.SettingsError, match="database_ca_bundle: is required with database_endpoint"):
         settings.validate({**GOOD, "database_endpoint": endpoint}, host="web-1")
-    assert (f"database_endpoint: {endpoint!r}: RDS mode (an external PostgreSQL) is not supported by this "
-            "deploy yet; it would not be used and a local database would run instead") in str(error.value)
+    assert settings.problems({**GOOD, "database_endpoint": endpoint, "database_ca_bundle": CA}) == []
     assert settings.problems({**GOOD, "database_endpoint": None}) == []
 
 

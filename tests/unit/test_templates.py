@@ -77,3 +77,24 @@ def test_certbot_drop_in_only_sets_ca_when_given():
 def test_undefined_variable_is_an_error():
     with pytest.raises(jinja2.UndefinedError):
         render("nginx/gitea-https.conf.j2")  # cert_dir and tls_snippet missing
+
+
+def test_an_external_database_replaces_the_db_service():
+    """database_endpoint (RDS): no db container, Gitea on the endpoint with verify-full and the CA."""
+    compose = yaml.safe_load(render("gitea/compose.yaml.j2", database_endpoint="db.example.com:5432",
+                                    database_ca_bundle="-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"))
+    assert set(compose["services"]) == {"gitea"}
+    gitea = compose["services"]["gitea"]
+    assert "depends_on" not in gitea
+    env = gitea["environment"]
+    assert env["GITEA__database__HOST"] == "db.example.com:5432"
+    assert env["GITEA__database__SSL_MODE"] == "verify-full"
+    assert env["GITEA__database__PASSWD__FILE"] == "/run/secrets/db_password"
+    assert f"/srv/gitea/database-ca.pem:{env['PGSSLROOTCERT']}:ro" in gitea["volumes"]
+
+
+def test_the_local_database_is_on_the_private_network_without_tls():
+    compose = yaml.safe_load(render("gitea/compose.yaml.j2"))
+    env = compose["services"]["gitea"]["environment"]
+    assert (env["GITEA__database__HOST"], env["GITEA__database__SSL_MODE"]) == ("db:5432", "disable")
+    assert "PGSSLROOTCERT" not in env and "ports" not in compose["services"]["db"]
