@@ -22,7 +22,7 @@ from pyinfra.operations import files, server, systemd
 
 from tasks import settings
 from tasks.common import REPO, apt_install, template
-from tasks.gitea import compose_file
+from tasks.gitea import compose_file, database
 from tasks.secrets import generate_once, secrets_dir
 
 LIB_DIR = "/usr/local/lib/gitea-deploy"
@@ -98,6 +98,7 @@ def backup_env(data, *, compose_file: str, password_file: str, credentials_file:
         (b("READ_DATA_DAYS"), str(data.get("backup_read_data_days")), ""),
         (b("DB_USER"), DB_USER, ""),
         (b("DB_NAME"), DB_NAME, ""),
+        *external_database_rows(data, b),
         (b("DUMP_FILE"), f"{backup_dir(data)}/dump/gitea.pgdump", ""),
         (b("STAGING_DIR"), backup_dir(data), "Restores unpack here and keep what they replace (pre-restore-*)."),
         (b("STATE_FILE"), STATE_FILE, ""),
@@ -115,6 +116,20 @@ def backup_env(data, *, compose_file: str, password_file: str, credentials_file:
         rows.append(("AWS_SHARED_CREDENTIALS_FILE", credentials_file,
                      "Emulated AWS only; production has no key file and uses the instance role."))
     return rows
+
+
+def external_database_rows(data, b) -> list[tuple[str, str, str]]:
+    """Where pg_dump/pg_restore reach the database: the db container (all empty), or the external
+    one (database_endpoint) from the PostgreSQL image on the host's network, over verified TLS."""
+    db = database(data)
+    return [
+        (b("DB_ENDPOINT"), db["address"] if db["external"] else "",
+         "Empty: the stack's db container. Else host:port of the external PostgreSQL (RDS)."),
+        (b("DB_IMAGE"), data.get("postgres_image") if db["external"] else "", "Its client tools, for the external one."),
+        (b("DB_CA_FILE"), db["ca_file"] or "", "The CA its certificate must chain to (verify-full)."),
+        (b("DB_PASSWORD_FILE"), f"{data.get('data_root')}/secrets/db_password" if db["external"] else "",
+         "The file holding its password (root-only); never the password."),
+    ]
 
 
 def render_env(rows: list[tuple[str, str, str]]) -> str:

@@ -106,6 +106,10 @@ class Config:
     read_data_days: int
     db_user: str
     db_name: str
+    db_endpoint: str | None  # host:port of an external PostgreSQL (RDS); None: the stack's db container
+    db_image: str  # the external one: the image whose pg_dump/psql/pg_restore talk to it
+    db_ca_file: str  # the external one: the CA its certificate chains to (verify-full)
+    db_password_file: str  # the external one: the file holding its password
     dump_file: str  # pg_dump's output, snapshotted with the files
     staging_dir: str  # where a restore unpacks a snapshot and keeps what it replaced
     state_file: str  # the outcomes the metrics are made from
@@ -151,6 +155,10 @@ class Config:
             read_data_days=int(get("READ_DATA_DAYS")),
             db_user=get("DB_USER"),
             db_name=get("DB_NAME"),
+            db_endpoint=get("DB_ENDPOINT") or None,
+            db_image=get("DB_IMAGE"),
+            db_ca_file=get("DB_CA_FILE"),
+            db_password_file=get("DB_PASSWORD_FILE"),
             dump_file=get("DUMP_FILE"),
             staging_dir=get("STAGING_DIR"),
             state_file=get("STATE_FILE"),
@@ -180,7 +188,8 @@ class Config:
 ENV_KEYS = (
     "DATA_ROOT", "COMPOSE_FILE", "HTTP_PORT", "HOST", "ADMIN_USER", "PASSWORD_FILE", "LOCAL_REPOSITORY",
     "S3_REPOSITORY", "SSM_PARAMETER", "KEEP_HOURLY", "KEEP_DAILY", "KEEP_WEEKLY", "KEEP_MONTHLY", "STOP_GITEA",
-    "READ_DATA_SUBSET", "READ_DATA_DAYS", "DB_USER", "DB_NAME", "DUMP_FILE", "STAGING_DIR", "STATE_FILE",
+    "READ_DATA_SUBSET", "READ_DATA_DAYS", "DB_USER", "DB_NAME", "DB_ENDPOINT", "DB_IMAGE", "DB_CA_FILE",
+    "DB_PASSWORD_FILE", "DUMP_FILE", "STAGING_DIR", "STATE_FILE",
     "METRICS_FILE", "CACHE_DIR", "LOCK_FILE", "PAUSE_MARKER",
 )
 
@@ -191,6 +200,14 @@ def load_config(path: str | None = None) -> Config:
 
 
 # --- pure helpers (unit-tested) ----------------------------------------------------------------
+
+def pgpass_line(host: str, port: str, user: str, password: str) -> str:
+    """One ~/.pgpass line (libpq's format: `:` and `\\` escaped with a backslash)."""
+    def esc(text: str) -> str:
+        return text.replace("\\", "\\\\").replace(":", "\\:")
+
+    return f"{esc(host)}:{port}:*:{esc(user)}:{esc(password)}\n"
+
 
 def s3_probe_url(repository_url: str) -> str:
     """The bucket URL of an `s3:<endpoint>/<bucket>/<prefix>` repository, to see if S3 answers."""
@@ -551,18 +568,36 @@ class Stack:
         raise JobError(f"Gitea did not report healthy within {timeout:.0f} s "
                        f"(docker compose -f {self.cfg.compose_file} logs gitea)")
 
+    def db(self, argv: list[str], timeout: float = COMPOSE_TIMEOUT, **kw) -> subprocess.CompletedProcess:
+        """A PostgreSQL client command on Gitea's database. The stack's db container: run inside it
+        (its loopback needs no password). An external one (RDS): from the PostgreSQL image on the
+        host's network, TLS verify-full against the CA, the password in a root-only pgpass file that
+        lives as long as the command (never on a command line or in the environment)."""
+        if not self.cfg.db_endpoint:
+            return self.compose("exec", "-T", "db", *argv, timeout=timeout, **kw)
+        host, _, port = self.cfg.db_endpoint.rpartition(":")
+        with tempfile.TemporaryDirectory(prefix="gitea-backup-pg.") as scratch:
+            pgpass = os.path.join(scratch, "pgpass")
+            atomic_write(pgpass, pgpass_line(host, port, self.cfg.db_user,
+                                             Path(self.cfg.db_password_file).read_text().strip()), 0o600)
+            return run(["docker", "run", "--rm", "-i", "--network", "host",
+                        "-v", f"{pgpass}:/run/gitea-backup/pgpass:ro", "-v", f"{self.cfg.db_ca_file}:/run/gitea-backup/ca.pem:ro",
+                        "-e", "PGPASSFILE=/run/gitea-backup/pgpass", "-e", f"PGHOST={host}", "-e", f"PGPORT={port}",
+                        "-e", "PGSSLMODE=verify-full", "-e", "PGSSLROOTCERT=/run/gitea-backup/ca.pem",
+                        "--entrypoint", argv[0], self.cfg.db_image, *argv[1:]], timeout=timeout, **kw)
+
     def psql(self, sql: str) -> str:
-        # The database container's own loopback needs no password.
-        return self.checked("exec", "-T", "db", "psql", "-U", self.cfg.db_user, "-d", self.cfg.db_name,
-                            "-v", "ON_ERROR_STOP=1", "-tAc", sql).stdout.strip()
+        cp = self.db(["psql", "-U", self.cfg.db_user, "-d", self.cfg.db_name, "-v", "ON_ERROR_STOP=1", "-tAc", sql])
+        if cp.returncode != 0:
+            raise JobError(f"psql failed (exit {cp.returncode}): {last_lines(cp.stderr)}")
+        return cp.stdout.strip()
 
     def dump(self, path: str) -> int:
         """pg_dump -Fc into path (replaced only once the dump is complete); returns its size."""
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         tmp = f"{path}.partial"
         with open(tmp, "wb") as out:
-            cp = self.compose("exec", "-T", "db", "pg_dump", "-U", self.cfg.db_user, "-Fc", self.cfg.db_name,
-                              stdout=out, timeout=DATA_TIMEOUT)
+            cp = self.db(["pg_dump", "-U", self.cfg.db_user, "-Fc", self.cfg.db_name], stdout=out, timeout=DATA_TIMEOUT)
             out.flush()
             os.fsync(out.fileno())
         if cp.returncode != 0:

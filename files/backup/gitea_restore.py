@@ -131,9 +131,8 @@ def restore(cfg: Config, wanted: str = "latest", source: str = "auto", password_
         with open(dump, "rb") as handle:
             # --clean --if-exists: drop what the dump recreates, whatever this database holds now;
             # one transaction: a failed restore leaves the database as it was.
-            cp = stack.compose("exec", "-T", "db", "pg_restore", "-U", cfg.db_user, "-d", cfg.db_name, "--clean",
-                               "--if-exists", "--no-owner", "--single-transaction", stdin=handle,
-                               timeout=12 * 3600)
+            cp = stack.db(["pg_restore", "-U", cfg.db_user, "-d", cfg.db_name, "--clean", "--if-exists",
+                           "--no-owner", "--single-transaction"], stdin=handle, timeout=12 * 3600)
         if cp.returncode != 0:
             raise JobError(f"pg_restore failed (exit {cp.returncode}), the database is unchanged: "
                            f"{cp.stderr[-800:]}")

@@ -144,3 +144,24 @@ def test_host_checks_pass_in_rds_mode(rds):
     print(checks.stdout[-3000:])
     assert checks.returncode == 0, checks.stdout[-6000:] + checks.stderr[-2000:]
     assert " passed" in checks.stdout and "skipped" not in checks.stdout
+
+
+def test_backup_and_restore_reach_the_external_database_over_the_network(rds):
+    """gitea-backup dumps the external database (pg_dump from the PostgreSQL image, verify-full);
+    gitea-restore puts it back: a user created after the backup is gone, the admin is still there."""
+    backup = api.exec(NAME, "gitea-backup", timeout=600)
+    assert backup.returncode == 0, backup.stderr[-3000:]
+    dump = api.exec(NAME, "stat -c %s /srv/gitea/backup/dump/gitea.pgdump", check=True).stdout
+    assert int(dump) > 1000
+    dumps = [line for line in rds_connections(RDS) if "application_name=pg_dump" in line]
+    assert dumps and all("SSL enabled" in line for line in dumps), dumps[-3:]
+    api.exec(NAME, f"{COMPOSE} exec -T gitea gitea admin user create --username after-backup "
+                   "--email after@prod-path.test --random-password", check=True)
+    assert "after-backup" in rds_sql(rds, 'SELECT lower_name FROM "user"')
+    restore = api.exec(NAME, "gitea-restore --force", timeout=900)
+    assert restore.returncode == 0, restore.stderr[-3000:]
+    users = rds_sql(rds, 'SELECT lower_name FROM "user"').split()
+    assert HOST_ADMIN in users and "after-backup" not in users
+    restores = [line for line in rds_connections(RDS) if "application_name=pg_restore" in line]
+    assert restores and all("SSL enabled" in line for line in restores), restores[-3:]
+    assert '"pass"' in api.exec(NAME, "curl -fsS http://127.0.0.1:3000/api/healthz", check=True).stdout

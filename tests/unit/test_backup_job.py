@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,10 @@ GITEA_BACKUP_READ_DATA_SUBSET=5%
 GITEA_BACKUP_READ_DATA_DAYS=7
 GITEA_BACKUP_DB_USER=gitea
 GITEA_BACKUP_DB_NAME=gitea
+GITEA_BACKUP_DB_ENDPOINT=
+GITEA_BACKUP_DB_IMAGE=
+GITEA_BACKUP_DB_CA_FILE=
+GITEA_BACKUP_DB_PASSWORD_FILE=
 GITEA_BACKUP_DUMP_FILE=/srv/gitea/backup/dump/gitea.pgdump
 GITEA_BACKUP_STAGING_DIR=/srv/gitea/backup
 GITEA_BACKUP_STATE_FILE=/var/lib/gitea-backup/state.json
@@ -309,3 +314,32 @@ def test_the_pause_never_waits_on_s3_while_a_local_repository_exists():
     assert job.first_repository(both, {"local": False, "s3": False}) == (None, False)
     # S3 alone (backup_local_repository None): the documented trade-off, the pause includes it
     assert job.first_repository({"s3": None}, {"s3": True}) == ("s3", True)
+
+
+def test_pgpass_line_escapes_what_libpq_would_split_on():
+    assert job.pgpass_line("db.example.com", "5432", "gitea", r"a:b\c") == "db.example.com:5432:*:gitea:a\\:b\\\\c\n"
+
+
+def test_the_external_database_is_reached_from_the_image_over_verified_tls(tmp_path, monkeypatch):
+    """RDS mode: pg_dump runs from the PostgreSQL image on the host's network, verify-full against
+    the CA, the password only in a pgpass file (never in argv or the environment)."""
+    password = tmp_path / "db_password"
+    password.write_text("s3cret:pw\n")
+    cfg = config(DB_ENDPOINT="db.example.com:5432", DB_IMAGE="postgres:17", DB_CA_FILE="/srv/gitea/database-ca.pem",
+                 DB_PASSWORD_FILE=str(password))
+    seen = {}
+
+    def fake_run(argv, **kw):
+        pgpass = next(a.split(":", 1)[0] for a in argv if a.endswith(":/run/gitea-backup/pgpass:ro"))
+        seen.update(argv=argv, pgpass=Path(pgpass).read_text(), mode=Path(pgpass).stat().st_mode & 0o777)
+        return job.subprocess.CompletedProcess(argv, 0, "1\n", "")
+
+    monkeypatch.setattr(job, "run", fake_run)
+    assert job.Stack(cfg).psql("SELECT 1") == "1"
+    argv = seen["argv"]
+    assert argv[:6] == ["docker", "run", "--rm", "-i", "--network", "host"]
+    assert "PGSSLMODE=verify-full" in argv and "PGHOST=db.example.com" in argv
+    assert "/srv/gitea/database-ca.pem:/run/gitea-backup/ca.pem:ro" in argv
+    assert argv[argv.index("--entrypoint") + 1:][:2] == ["psql", "postgres:17"]
+    assert not [a for a in argv if "s3cret" in a]
+    assert seen["pgpass"] == "db.example.com:5432:*:gitea:s3cret\\:pw\n" and seen["mode"] == 0o600
