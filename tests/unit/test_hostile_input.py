@@ -24,14 +24,7 @@ from pyinfra.connectors.util import make_unix_command
 from tasks import certbot, common, gitea, secrets, settings
 from tests.unit.render import render, sample_data
 
-GOOD = {
-    **settings.defaults(),
-    "gitea_domain": "git.example.com",
-    "gitea_admin_email": "admin@example.com",
-    "acme_email": "ops@example.com",
-    "backup_s3_bucket": "example-gitea-backups",
-    "aws_region": "eu-central-1",
-}
+GOOD = sample_data(backup_s3_bucket="example-gitea-backups", aws_region="eu-central-1")
 
 # (key, hostile value): each must be refused with a line naming the key.
 HOSTILE = [

@@ -8,18 +8,12 @@ from pathlib import Path
 import pytest
 
 from tasks import settings
+from tests.unit.render import sample_data
 
 REPO = Path(__file__).resolve().parents[2]
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-GOOD = {
-    **settings.defaults(),
-    "gitea_domain": "git.example.com",
-    "gitea_admin_email": "admin@example.com",
-    "acme_email": "ops@example.com",
-    # backups need a repository: production's come from Terraform's outputs
-    "backup_s3_bucket": "example-gitea-backups",
-    "aws_region": "eu-central-1",
-}
+# backups need a repository: production's come from Terraform's outputs
+GOOD = sample_data(backup_s3_bucket="example-gitea-backups", aws_region="eu-central-1")
 
 
 def test_good_data_passes():
@@ -258,16 +252,13 @@ def test_what_pyinfra_puts_in_host_data_is_not_refused(tmp_path):
     assert "UNKNOWN []" in output, output
 
 
-CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-
-
 def test_an_external_database_needs_its_ca():
     """verify-full against the operator's CA, or no external database: never a weaker TLS mode."""
     endpoint = "gitea.abc123.eu-central-1.rds.amazonaws.com:5432"
     assert settings.host_port(endpoint) is None
     with pytest.raises(settings.SettingsError, match="database_ca_bundle: is required with database_endpoint"):
         settings.validate({**GOOD, "database_endpoint": endpoint}, host="web-1")
-    assert settings.problems({**GOOD, "database_endpoint": endpoint, "database_ca_bundle": CA}) == []
+    assert settings.problems({**GOOD, "database_endpoint": endpoint, "database_ca_bundle": PEM}) == []
     assert settings.problems({**GOOD, "database_endpoint": None}) == []
 
 
