@@ -1,5 +1,6 @@
 """End to end on a fresh lab host: deploy → host checks → zero-change redeploy → drift undone →
-a failed deploy leaves the service up → reboot → healthy again → destroy.
+a killed deploy is finished by the next → a failed deploy leaves the service up → broken nginx
+and sshd configs never go live, not even across a reboot → reboot → healthy again → destroy.
 
 The steps share one host and run in file order; each asserts what an operator would look at.
 """
@@ -7,15 +8,20 @@ The steps share one host and run in file order; each asserts what an operator wo
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import socket
 import ssl
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from lab import api
-from lab.converge import deploy, host_checks, root_ca_file
+from lab.converge import INVENTORY, REPO, deploy, host_checks
 
 pytestmark = pytest.mark.lab
 
@@ -30,6 +36,16 @@ def lab_host(lab_engine):
     api.down([NAME])
 
 
+@pytest.fixture(scope="module")
+def issuing_ca(lab_host, tmp_path_factory) -> str:
+    """The ACME root current when the certificate is issued (first used before the fresh deploy).
+    Pebble makes a new root at every reboot and the deploy keeps its certificate, so the served
+    chain verifies against this root, not against the root of the moment."""
+    path = tmp_path_factory.mktemp("ca") / "issuing-root.pem"
+    path.write_text(api.pebble_root(NAME))
+    return str(path)
+
+
 def healthz(ip: str, ca: str) -> str:
     """Gitea's health as a user sees it: through nginx, TLS verified against the lab CA."""
     ctx = ssl.create_default_context(cafile=ca)
@@ -40,6 +56,12 @@ def healthz(ip: str, ca: str) -> str:
         while chunk := tls.recv(65536):
             data += chunk
     return json.loads(data.partition(b"\r\n\r\n")[2])["status"]
+
+
+def host_ip() -> str:
+    """The host's address now: a reboot may give it another one on the lab bridge (Docker
+    assigns addresses at start, and other lab hosts may have been created meanwhile)."""
+    return api.state()["hosts"][NAME]["ip"]
 
 
 def wait_healthy(ip: str, ca: str, seconds: int = 240) -> float:
@@ -55,7 +77,7 @@ def wait_healthy(ip: str, ca: str, seconds: int = 240) -> float:
     raise AssertionError(f"not healthy within {seconds} s: {last}")
 
 
-def test_fresh_deploy(lab_host):
+def test_fresh_deploy(lab_host, issuing_ca):
     result = deploy(NAME)
     print(f"fresh deploy: {result['totals']} in {result['seconds']:.0f} s")
     assert result["returncode"] == 0, result["log"][-4000:]
@@ -98,35 +120,191 @@ def test_second_deploy_reports_zero_changes(lab_host):
     result = deploy(NAME)
     print(f"second deploy: {result['totals']} in {result['seconds']:.0f} s")
     assert result["returncode"] == 0, result["log"][-4000:]
-    assert result["totals"]["success"] == 0
+    assert result["totals"]["success"] == 0, changed_ops(result)
     assert result["totals"]["error"] == 0
 
 
-def test_redeploy_undoes_drift(lab_host):
-    api.exec(NAME, "docker stop gitea-gitea-1 && rm /etc/nginx/conf.d/gitea-http.conf", check=True)
+def test_redeploy_undoes_drift(lab_host, issuing_ca):
+    # ... and a run killed after it installed the sshd drop-in, before the reload: installing
+    # removes the reload marker first, so its absence is exactly what such a run leaves.
+    api.exec(NAME, "docker stop gitea-gitea-1 && rm /etc/nginx/conf.d/gitea-http.conf "
+                   "/var/lib/gitea-deploy/applied/sshd.sha256", check=True)
     result = deploy(NAME)
     assert result["returncode"] == 0, result["log"][-4000:]
     changed = {op["name"] for op in result["operations"] if op["success"]}
     assert any("Start the stack" in name for name in changed), changed
     assert any("gitea-http.conf" in name for name in changed), changed
-    assert wait_healthy(lab_host["ip"], str(root_ca_file(NAME)), seconds=60) >= 0
+    assert any("Reload nginx" in name for name in changed), changed
+    assert any("Reload sshd" in name for name in changed), changed
+    assert wait_healthy(host_ip(), issuing_ca, seconds=60) >= 0
 
 
-def test_failed_deploy_leaves_service_running(lab_host):
+def sh(script: str) -> str:
+    """Run a shell script as root in the host; its stdout (it must succeed)."""
+    return api.exec(NAME, script, check=True).stdout
+
+
+def gitea_env() -> dict[str, str]:
+    out = sh("docker inspect gitea-gitea-1 --format '{{range .Config.Env}}{{println .}}{{end}}'")
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def changed_ops(result: dict) -> set[str]:
+    return {op["name"] for op in result.get("operations", []) if op["success"]}
+
+
+# Stands in for /usr/bin/docker (sudo's secure_path puts /usr/local/sbin first): holds every
+# `docker compose ... up` until the test kills it, passes everything else (the facts) through.
+HOLD_UP = """cat > /usr/local/sbin/docker <<'EOF'
+#!/bin/sh
+# tests/lab/test_deploy.py: hold `up` so the deploy can be killed between the write and `up`
+case " $* " in *" up "*) echo $$ > /run/test-held-up; while :; do sleep 1; done ;; esac
+exec /usr/bin/docker "$@"
+EOF
+chmod 755 /usr/local/sbin/docker"""
+RELEASE_UP = ('rm -f /usr/local/sbin/docker; '
+              'if [ -s /run/test-held-up ]; then kill -KILL "$(cat /run/test-held-up)" 2>/dev/null || true; fi; '
+              'rm -f /run/test-held-up')
+
+
+def test_killed_deploy_is_finished_by_the_next(lab_host, tmp_path):
+    """pyinfra SIGKILLed after it wrote a changed compose file and before `up` ran: the next
+    deploy of the same inventory recreates Gitea from that file, and the one after changes nothing.
+
+    Deterministic rather than racing: a stand-in `docker` on the host holds `compose up`, so the
+    kill always lands after the write and before `up`. (Racing a file watcher against pyinfra
+    would often let the remote `up`, which outlives its SSH channel, finish anyway.) The value
+    changed is the site title: it reaches only the compose file. The host keeps this title; the
+    next test's final deploy converges it back.
+    """
+    title = "Gitea after a killed deploy"
+    assert gitea_env().get("GITEA__DEFAULT__APP_NAME") != title
+    sh(HOLD_UP)
+    log = tmp_path / "killed-deploy.log"
+    try:
+        with open(log, "w") as out:
+            run = subprocess.Popen(
+                [sys.executable, "-m", "pyinfra", "-y", "--json", INVENTORY, "deploy.py", "--limit", NAME,
+                 "--data", f"gitea_app_name={title}"],
+                cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                for _ in range(300):  # the hold starts after ~20 s; bounded at ~5 min
+                    if run.poll() is not None or api.exec(NAME, "test -s /run/test-held-up").returncode == 0:
+                        break
+                    time.sleep(1)
+                assert run.poll() is None, f"the deploy ended before `up`:\n{log.read_text()[-4000:]}"
+                assert api.exec(NAME, "test -s /run/test-held-up").returncode == 0, "`up` never started"
+            finally:
+                if run.poll() is None:
+                    os.killpg(run.pid, signal.SIGKILL)
+                run.wait(timeout=30)
+    finally:
+        sh(RELEASE_UP)
+    assert run.returncode == -signal.SIGKILL
+    # What the kill left: the file has the new title, the running Gitea the old one.
+    assert title in sh("cat /srv/gitea/compose.yaml")
+    assert gitea_env().get("GITEA__DEFAULT__APP_NAME") != title
+
+    result = deploy(NAME, "--data", f"gitea_app_name={title}")
+    print(f"deploy after the kill: {result['totals']} in {result['seconds']:.0f} s")
+    assert result["returncode"] == 0, result["log"][-4000:]
+    assert any("Start the stack" in name for name in changed_ops(result)), changed_ops(result)
+    assert gitea_env()["GITEA__DEFAULT__APP_NAME"] == title
+    want = sh("docker compose -f /srv/gitea/compose.yaml config --hash gitea").split()[1]
+    label = sh("docker inspect gitea-gitea-1 --format '{{index .Config.Labels \"com.docker.compose.config-hash\"}}'")
+    assert label.strip() == want
+
+    again = deploy(NAME, "--data", f"gitea_app_name={title}")
+    print(f"and the next: {again['totals']} in {again['seconds']:.0f} s")
+    assert again["returncode"] == 0, again["log"][-4000:]
+    assert again["totals"]["success"] == 0, changed_ops(again)
+
+
+def test_failed_deploy_leaves_service_running(lab_host, issuing_ca):
     """An image that cannot be pulled fails the deploy; the running stack is untouched."""
     bad = api.state()["images"]["gitea"].rsplit(":", 1)[0] + ":0.0.0-missing"
     result = deploy(NAME, "--data", f"gitea_image={bad}")
     assert result["returncode"] != 0
-    assert healthz(lab_host["ip"], str(root_ca_file(NAME))) == "pass"
+    assert healthz(host_ip(), issuing_ca) == "pass"
     # and the next deploy of the real inventory converges back
     assert deploy(NAME)["returncode"] == 0
-    assert deploy(NAME)["totals"]["success"] == 0
+    again = deploy(NAME)
+    assert again["totals"]["success"] == 0, changed_ops(again)
 
 
-def test_reboot_comes_back_healthy_without_a_manual_step(lab_host):
-    ca = str(root_ca_file(NAME))  # the chain was issued by the root that was current at deploy
+LIVE_CONFIGS = ("/etc/ssh/sshd_config.d/gitea-deploy.conf /etc/nginx/conf.d/gitea-http.conf "
+                "/etc/nginx/conf.d/gitea-https.conf /etc/nginx/snippets/gitea-tls.conf /etc/docker/daemon.json")
+
+
+def repo_copy(where: Path) -> Path:
+    """This working tree's files (tracked and new, not ignored) in `where`, with the lab's state
+    reachable: inventories/lab.py reads .lab/ next to itself."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            (where / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, where / name)
+    (where / ".lab").symlink_to(REPO / ".lab")
+    return where
+
+
+def deploy_from(copy: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pyinfra", "-y", "--json", INVENTORY, "deploy.py",
+                           "--limit", NAME], cwd=copy, capture_output=True, text=True, timeout=900)
+
+
+def serving(ip: str, ca: str) -> None:
+    """nginx and sshd run, the admin logs in with the lab key, Gitea is healthy through nginx."""
+    assert sh("systemctl is-active ssh nginx").split() == ["active", "active"]
+    login = subprocess.run(api.ssh_command(NAME, "sudo", "-n", "true"), capture_output=True, text=True,
+                           timeout=30, stdin=subprocess.DEVNULL)
+    assert login.returncode == 0, login.stderr
+    assert healthz(ip, ca) == "pass"
+
+
+def test_invalid_configs_never_go_live(lab_host, issuing_ca, tmp_path):
+    """A template that renders a config sshd or nginx rejects fails the deploy with the
+    validator's message; the live files stay byte for byte what they were, so the running daemons,
+    a reboot and the admin's login are untouched; the next good deploy converges back."""
+    copy = repo_copy(tmp_path / "repo")
+    before = sh(f"sha256sum {LIVE_CONFIGS}")
+    cases = [
+        ("templates/ssh/gitea-deploy.conf.j2", "NoSuchKeyword yes\n", "Bad configuration option: NoSuchKeyword"),
+        ("templates/nginx/gitea-https.conf.j2", "no_such_directive on;\n", 'unknown directive "no_such_directive"'),
+    ]
+    for template, bad_line, message in cases:
+        path = copy / template
+        good = path.read_text()
+        path.write_text(good + bad_line)
+        try:
+            result = deploy_from(copy)
+        finally:
+            path.write_text(good)
+        assert result.returncode != 0, f"{template}: the deploy accepted an invalid config"
+        assert message in result.stderr, result.stderr[-4000:]
+        assert sh(f"sha256sum {LIVE_CONFIGS}") == before, f"{template}: a live config changed"
+        serving(host_ip(), issuing_ca)
+    # What a reboot or a package upgrade would load passes the validators.
+    sh("sshd -t && nginx -t -q && dockerd --validate --config-file /etc/docker/daemon.json")
+
     api.reboot(NAME)
-    seconds = wait_healthy(lab_host["ip"], ca)
+    print(f"healthy {wait_healthy(host_ip(), issuing_ca):.0f} s after the reboot")
+    serving(host_ip(), issuing_ca)
+    assert sh(f"sha256sum {LIVE_CONFIGS}") == before
+
+    result = deploy(NAME)  # the real templates (the emulated AWS lost its state in the reboot)
+    print(f"deploy after the reboot: {result['totals']} in {result['seconds']:.0f} s")
+    assert result["returncode"] == 0, result["log"][-4000:]
+    again = deploy(NAME)
+    assert again["returncode"] == 0 and again["totals"]["success"] == 0, changed_ops(again)
+    assert sh(f"sha256sum {LIVE_CONFIGS}") == before
+
+
+def test_reboot_comes_back_healthy_without_a_manual_step(lab_host, issuing_ca):
+    api.reboot(NAME)
+    seconds = wait_healthy(host_ip(), issuing_ca)
     print(f"healthy {seconds:.0f} s after the host was back")
 
 
