@@ -10,6 +10,7 @@ restores.
 
 from __future__ import annotations
 
+import configparser
 import datetime
 import re
 import shlex
@@ -132,6 +133,19 @@ def external_database_rows(data, b) -> list[tuple[str, str, str]]:
     ]
 
 
+def aws_credentials(data) -> str:
+    """The shared credentials file (INI) of the emulated AWS's static keys, through configparser."""
+    ini = configparser.RawConfigParser()
+    ini["default"] = {"aws_access_key_id": data.get("backup_aws_access_key_id"),
+                      "aws_secret_access_key": data.get("backup_aws_secret_access_key")}
+    if any("\n" in value or value != value.strip() for value in ini["default"].values()):
+        raise ValueError("aws-credentials: a static key holds a newline or surrounding space")
+    text = StringIO()
+    ini.write(text)
+    return "# Managed by gitea-deploy (tasks/backup.py). Emulated AWS only: static keys from the inventory.\n" \
+        + text.getvalue()
+
+
 def render_env(rows: list[tuple[str, str, str]]) -> str:
     """KEY=value lines, each value shell-quoted (gitea_backup.parse_env and sh read them alike)."""
     lines = ["# Managed by gitea-deploy (tasks/backup.py): read by gitea-backup and gitea-restore, which",
@@ -232,8 +246,8 @@ def backup():
     files.directory(name="Backup configuration directory", path=CONFIG_DIR, mode="755")
     credentials = bool(data.backup_aws_access_key_id)
     if credentials:
-        files.template(name="Static AWS keys (emulated AWS only)", src=template("backup/aws-credentials.j2"),
-                       dest=CREDENTIALS_FILE, mode="600")
+        files.put(name="Static AWS keys (emulated AWS only)", src=StringIO(aws_credentials(data)),
+                  dest=CREDENTIALS_FILE, mode="600")
     env = render_env(backup_env(data, compose_file=compose_file(), password_file=password,
                                 credentials_file=CREDENTIALS_FILE if credentials else None))
     files.put(name="Backup configuration", src=StringIO(env), dest=ENV_FILE, mode="644")

@@ -4,6 +4,7 @@ node_exporter unit say what the settings say."""
 
 from __future__ import annotations
 
+import configparser
 import sys
 
 import pytest
@@ -136,8 +137,19 @@ def test_the_job_reads_what_the_deploy_writes_lab_and_no_secret_is_in_it():
     assert cfg.aws_env["AWS_ENDPOINT_URL"] == "http://127.0.0.1:5050"
     assert cfg.aws_env["AWS_SHARED_CREDENTIALS_FILE"] == "/etc/gitea-deploy/aws-credentials"
     assert LAB["backup_aws_secret_access_key"] not in text and LAB["backup_aws_access_key_id"] not in text
-    credentials = render("backup/aws-credentials.j2", **LAB)
-    assert "aws_secret_access_key = test-not-secret" in credentials
+    credentials = configparser.RawConfigParser()
+    credentials.read_string(task.aws_credentials(LAB))
+    assert dict(credentials["default"]) == {"aws_access_key_id": LAB["backup_aws_access_key_id"],
+                                            "aws_secret_access_key": LAB["backup_aws_secret_access_key"]}
+
+
+def test_aws_credentials_are_written_by_a_serializer_that_keeps_awkward_values_whole():
+    awkward = {**LAB, "backup_aws_secret_access_key": "a=b;c#d [x] %(y)s"}
+    credentials = configparser.RawConfigParser()
+    credentials.read_string(task.aws_credentials(awkward))
+    assert credentials["default"]["aws_secret_access_key"] == "a=b;c#d [x] %(y)s"
+    with pytest.raises(ValueError, match="newline"):
+        task.aws_credentials({**LAB, "backup_aws_secret_access_key": "x\n[evil]"})
 
 
 def test_cron_runs_the_job_on_the_schedule_quietly():
