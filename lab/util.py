@@ -22,10 +22,11 @@ def warn(msg: str) -> None:
 def run(argv, *, check=True, timeout=120, input=None, env=None, what=None) -> subprocess.CompletedProcess:
     """Run a command, text in/out. On failure (check) raise LabError with its output."""
     try:
-        cp = subprocess.run(
-            argv, input=input, capture_output=True, text=True, errors="replace",
-            timeout=timeout, env=env, stdin=None if input is not None else subprocess.DEVNULL,
-        )
+        # stdin only without input: gevent's subprocess.run (pyinfra_cli patches the process it
+        # is imported in) refuses stdin=None beside input.
+        feed = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
+        cp = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout, env=env,
+                            **feed)
     except FileNotFoundError as e:
         raise LabError(f"{argv[0]} is not installed ({e})") from None
     except subprocess.TimeoutExpired as e:

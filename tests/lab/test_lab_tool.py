@@ -55,7 +55,8 @@ def test_state_file_has_the_contract_shape(lab, host):
     assert list(st)[:5] == ["ssh_key", "acme_ca_bundle", "images_mode", "images", "hosts"]
     assert st["images_mode"] in ("standin", "upstream")
     assert set(st["images"]) == {"gitea", "postgres"}
-    assert set(host) == {"ip", "ssh_port", "https_port", "http_port", "git_ssh_port", "known_hosts"}
+    assert set(host) == {"ip", "admin_ssh_port", "ssh_port", "https_port", "http_port", "git_ssh_port", "known_hosts"}
+    assert host["admin_ssh_port"] == 2222  # `up` without --admin-port
     for rel in (st["ssh_key"], st["acme_ca_bundle"], host["known_hosts"]):
         assert not rel.startswith("/") and (REPO / rel).is_file(), rel
     assert (REPO / st["ssh_key"]).stat().st_mode & 0o077 == 0, "the lab key must be 0600"

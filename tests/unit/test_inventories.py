@@ -4,6 +4,9 @@ what production needs to connect (the user, sudo) comes from the same place as i
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,17 +19,33 @@ RECORDED = REPO / "tests/fixtures/terraform-output.json"
 EMAILS = {"acme_email": "ops@example.com", "gitea_admin_email": "admin@example.com"}
 
 
-def load_inventory(path: str, monkeypatch, **env: str) -> dict[str, dict]:
-    from pyinfra.api import State
-    from pyinfra.context import ctx_inventory, ctx_state
-    from pyinfra_cli.inventory import make_inventory
-
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
+# pyinfra_cli monkey-patches the whole process with gevent when imported: loading an inventory
+# in the test process would change subprocess (and more) for every test after this one.
+_LOAD = """
+import json, sys
+from pyinfra.api import State
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.context import ctx_inventory, ctx_state
+from pyinfra_cli.inventory import make_inventory
+try:
     with ctx_state.use(State()):
-        inventory = make_inventory(path, cwd=str(REPO))
-    with ctx_inventory.use(inventory):
-        return {h.name: h.data.dict() for h in inventory}
+        inventory = make_inventory(sys.argv[1], cwd=sys.argv[2])
+except PyinfraError as error:
+    print(error, file=sys.stderr)
+    sys.exit(3)
+with ctx_inventory.use(inventory):
+    print(json.dumps({h.name: h.data.dict() for h in inventory}, default=str))
+"""
+
+
+def load_inventory(path: str, monkeypatch, **env: str) -> dict[str, dict]:
+    """The inventory as pyinfra loads it (in a child process); its SettingsError raised here."""
+    cp = subprocess.run([sys.executable, "-c", _LOAD, path, str(REPO)], capture_output=True, text=True,
+                        timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO), **env})
+    if cp.returncode == 3:
+        raise SettingsError(cp.stderr.strip())
+    assert cp.returncode == 0, cp.stderr[-3000:]
+    return json.loads(cp.stdout)
 
 
 def overrides(tmp_path, values: dict) -> str:
