@@ -71,11 +71,22 @@ def owned_directory(path: str, uid: int, gid: int, mode: str, recursive: bool = 
     chown(path, uid, gid, recursive=recursive)
 
 
+def chown_command(path: str, uid: int, gid: int, recursive: bool = False) -> str:
+    """Recursive: what lies below first, never following links, the directory itself last. The
+    guard asks about the directory only, so a run killed halfway leaves it mis-owned and the next
+    run finishes the tree (`chown -R` may change the directory first and strand the rest)."""
+    wanted, target = shlex.quote(f"{uid}:{gid}"), shlex.quote(path)
+    if not recursive:
+        return f"chown {wanted} {target}"
+    return (f"find {target} -mindepth 1 \\( ! -uid {int(uid)} -o ! -gid {int(gid)} \\) "
+            f"-exec chown -h {wanted} {{}} + && chown {wanted} {target}")
+
+
 def chown(path: str, uid: int, gid: int, recursive: bool = False) -> None:
     wanted = f"{uid}:{gid}"
     server.shell(
         name=f"Own {path} by {wanted}" + (" (and all below it)" if recursive else ""),
-        commands=[f"chown {'-R ' if recursive else ''}{shlex.quote(wanted)} {shlex.quote(path)}"],
+        commands=[chown_command(path, uid, gid, recursive)],
         # Evaluated at execution time: the path may only exist once earlier ops ran.
         _if=lambda: host.get_fact(NumericOwner, path=path) != wanted,
     )

@@ -22,6 +22,7 @@ from pyinfra.api.command import StringCommand
 from pyinfra.connectors.util import make_unix_command
 
 from tasks import certbot, common, gitea, secrets, settings
+from tests.conftest import skip_because
 from tests.unit.render import render, sample_data
 
 GOOD = sample_data(backup_s3_bucket="example-gitea-backups", aws_region="eu-central-1")
@@ -344,3 +345,31 @@ def test_sample_data_of_the_renders_is_itself_valid():
     """The render helper's data is a valid inventory: the tests above render what could deploy."""
     data = sample_data(backup_s3_bucket="example-gitea-backups", aws_region="eu-central-1")
     assert settings.problems(data) == []
+
+
+def test_recursive_chown_owns_the_directory_last_and_never_follows_links(tmp_path):
+    """A changed container uid re-owns its tree. The directory itself is the guard's witness, so it
+    must change last: a run that dies midway is finished by the next. Links are not followed."""
+    if os.getuid() != 0:
+        skip_because("chown to other uids needs root (the README's set-up, and CI, run as root)")
+    tree, outside = tmp_path / "gitea", tmp_path / "outside"
+    (tree / "data" / "git").mkdir(parents=True)
+    (tree / "data" / "git" / "HEAD").write_text("ref")
+    outside.write_text("not Gitea's")
+    (tree / "data" / "link").symlink_to(outside)
+    for path in (tree, tree / "data", tree / "data" / "git", tree / "data" / "git" / "HEAD"):
+        os.chown(path, 1000, 1000)
+    command = common.chown_command(str(tree), 61000, 61000, recursive=True)
+    # Interrupted: the first chown of the tree fails (killed); the directory keeps its old owner.
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "chown").write_text("#!/bin/sh\n[ \"$1\" = -h ] && exit 1\nexec /bin/chown \"$@\"\n")
+    (fake / "chown").chmod(0o755)
+    failed = subprocess.run(["sh", "-c", command], env={**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"},
+                            capture_output=True, text=True)
+    assert failed.returncode != 0 and tree.stat().st_uid == 1000
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for path in (tree, tree / "data", tree / "data" / "git", tree / "data" / "git" / "HEAD"):
+        assert (path.stat().st_uid, path.stat().st_gid) == (61000, 61000), path
+    assert (tree / "data" / "link").lstat().st_uid == 61000 and outside.stat().st_uid == os.getuid()
