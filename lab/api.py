@@ -32,7 +32,7 @@ from lab.secrets import PEBBLE_CERT, PEBBLE_DIR, SSH_KEY, ensure_pebble_cert, en
 from lab.util import Timer, locked, rel, say
 
 __all__ = ["engine", "images", "up", "down", "reboot", "state", "status", "pebble_root", "exec",
-           "ssh_command", "docker_exec", "images_mode", "aws_down", "rds_up", "rds_down", "LabError"]
+           "ssh_command", "images_mode", "aws_down", "rds_up", "rds_down", "LabError"]
 
 
 def images_mode(mode: str | None = None) -> str:
@@ -250,11 +250,6 @@ def exec(name: str, cmd, *, check: bool = False, input: str | None = None, user:
     """Run cmd (shell string or argv list) in the host via `docker exec` (root unless user=...).
     Returns the CompletedProcess (text); check=True raises LabError on a non-zero exit."""
     return _hosts.exec_(name, cmd, check=check, input=input, user=user, timeout=timeout)
-
-
-def docker_exec(container_name: str, argv: list[str], *, timeout: float = 120) -> subprocess.CompletedProcess:
-    """argv in one of the lab's own containers (not a host: see exec), e.g. the RDS stand-in."""
-    return docker("exec", container_name, *argv, check=False, timeout=timeout)
 
 
 def ssh_command(name: str, *cmd: str, state: dict | None = None) -> list[str]:

@@ -105,7 +105,7 @@ def rds(prod_env, tmp_path_factory):
 def rds_sql(db: dict, sql: str) -> str:
     """A query on the external database, over TLS verified against its CA, from its own container."""
     host = db["endpoint"].rsplit(":", 1)[0]
-    cp = api.docker_exec(db["container"], [
+    cp = api.exec(db["container"], [  # `docker exec`: works on any lab container, not only hosts
         "bash", "-c", 'PGPASSWORD="$(cat /certs/password)" exec psql "$0" -v ON_ERROR_STOP=1 -tAc "$1"',
         f"host={host} user=gitea dbname=gitea sslmode=verify-full sslrootcert=/certs/ca.pem", sql])
     assert cp.returncode == 0, cp.stderr
