@@ -1,7 +1,8 @@
 """Fixtures for the Terraform tests (marker `terraform`); helpers live in tf_support.py.
 
 - `terraform_bin`, `tf_mirror`, `tf_env`: terraform on PATH, the offline hashicorp/aws mirror
-  (../shared/LAB.md section 5), and an environment with our own CLI config in a temp dir.
+  (what the tests need: terraform/README.md "Tests"), and an environment with our own CLI config
+  in a temp dir.
   Missing terraform or mirror -> the tests skip with the reason (pytest -ra prints it).
 - `workspace`: temp copies of terraform/ (root and bootstrap) initialised against the mirror
   with -backend=false, for validate and the provider schema.
@@ -46,7 +47,8 @@ from tf_support import (
 def terraform_bin() -> str:
     path = shutil.which("terraform")
     if path is None:
-        pytest.skip("terraform is not on PATH (Terraform >= 1.11 is needed; ../shared/LAB.md section 5)")
+        pytest.skip("terraform is not on PATH: install Terraform >= 1.11 (HashiCorp's release or apt "
+                    "repository; what the tests need: terraform/README.md \"Tests\")")
     return path
 
 

@@ -35,3 +35,19 @@ def test_validate(workspace, module):
     result = workspace.jobs[f"validate-{module}"].result()
     assert result.returncode == 0, result.describe()
     assert "The configuration is valid" in result.stdout
+
+
+# Split so this file does not match itself.
+OUTSIDE_THE_REPOSITORY = re.compile("|".join([r"\.\./" + "shared", "shared/" + "LAB" + r"\.md"]))
+
+
+def test_nothing_points_outside_the_repository():
+    """A fresh clone has nothing beside it: messages and docs name what is needed, inside the repository."""
+    here = TF_SRC.parent / "tests" / "terraform"
+    files = [*TF_SRC.rglob("*.tf"), *TF_SRC.rglob("*.md"), *TF_SRC.rglob("*.tftpl"), *TF_SRC.rglob("*.tfvars"),
+             *here.glob("*.py"), *here.glob("*.sh"), TF_SRC.parent / "docs" / "runbooks" / "aws.md"]
+    hits = [f"{path.relative_to(TF_SRC.parent)}:{number}: {line.strip()}"
+            for path in files if ".terraform" not in path.parts
+            for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+            if OUTSIDE_THE_REPOSITORY.search(line)]
+    assert not hits, "references to paths outside the repository:\n" + "\n".join(hits)

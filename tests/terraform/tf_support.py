@@ -38,7 +38,7 @@ FAKE_AWS_ENV = {
     "AWS_EC2_METADATA_DISABLED": "true",
 }
 
-# Where an offline provider mirror usually lives; LAB.md's `find` is the fallback.
+# Where an offline provider mirror usually lives; a `find /` is the fallback.
 MIRROR_CANDIDATES = (
     "/opt/tf-plugins",
     "/usr/share/terraform/plugins",
@@ -70,8 +70,10 @@ def mirror_root() -> tuple[Path | None, str]:
         # <root>/registry.terraform.io/hashicorp/aws/<version>/<os_arch>/terraform-provider-aws_...
         return Path(path).parents[4], ""
     return None, ("no offline hashicorp/aws provider mirror found (looked in "
-                  f"{', '.join(MIRROR_CANDIDATES)} and with find /): see ../shared/LAB.md section 5, "
-                  "or set GITEA_DEPLOY_TF_MIRROR to the directory holding registry.terraform.io")
+                  f"{', '.join(MIRROR_CANDIDATES)} and with find /): put hashicorp/aws 5.100.x in a filesystem "
+                  "mirror (`terraform providers mirror DIR` on a machine with internet access) and set "
+                  "GITEA_DEPLOY_TF_MIRROR to DIR, the directory holding registry.terraform.io "
+                  "(terraform/README.md \"Tests\")")
 
 
 @dataclass
