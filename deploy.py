@@ -16,6 +16,7 @@ from tasks.node_exporter import node_exporter
 from tasks.secrets import secrets
 
 # Inventories validate before connecting; this catches `--data` overrides too, before any op runs.
+settings.require_defaults(host.data.dict())
 settings.validate(host.data.dict(), host=host.name)
 
 base()

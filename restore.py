@@ -16,6 +16,7 @@ from pyinfra.operations import server
 
 from tasks import settings
 
+settings.require_defaults(host.data.dict())
 settings.validate(host.data.dict(), host=host.name)
 if len(state.activated_hosts) != 1:
     # A restore replaces a host's data: never on a whole inventory by accident.

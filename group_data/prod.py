@@ -1,7 +1,7 @@
 """Production values only the operator knows. The deploy refuses to run until they are set.
 
 Everything else comes from Terraform's outputs (host, admin port, domain, bucket...) or the
-defaults in tasks/settings.py.
+defaults in tasks/settings/table.py.
 """
 
 # acme_email = "ops@example.com"          # Let's Encrypt account: expiry notices go here

@@ -5,7 +5,7 @@ becomes the same `pyinfra_inventory` output terraform/outputs.tf gives, read by 
 inventories/sources.py, and the lab's own values (lab/environment.py) are laid over it with the
 same overrides production allows (sources.ENVIRONMENT_KEYS): how to reach the hosts, the ACME
 directory and its CA, the image references (the lab registry) and the emulated AWS. How to connect (user `admin`,
-sudo) comes from tasks/settings.py as for production. No task has a lab-only code path.
+sudo) comes from tasks/settings/table.py as for production. No task has a lab-only code path.
 """
 
 import json
@@ -13,7 +13,8 @@ from pathlib import Path
 
 from inventories import sources
 from lab import environment
-from tasks.settings import SettingsError, checked_hosts
+from inventories.precedence import checked_hosts
+from tasks.settings import SettingsError
 
 _REPO = Path(__file__).resolve().parents[1]
 _STATE = _REPO / ".lab" / "state.json"

@@ -5,7 +5,7 @@ By default the hosts and their data come from `terraform -chdir=terraform output
 running EC2 instances tagged `gitea-deploy:name=<GITEA_DEPLOY_NAME, default gitea>` in
 GITEA_DEPLOY_REGION (default: AWS_REGION), for a control machine without the Terraform state.
 Values only the operator knows (e-mails) go in group_data/prod.py. How to connect (the `admin`
-user with sudo) is the same for every environment: tasks/settings.py, `connection` rows.
+user with sudo) is the same for every environment: tasks/settings/table.py, `connection` rows.
 
 Two more environment variables, for a control machine without Terraform and for the lab:
   GITEA_DEPLOY_TERRAFORM_OUTPUT=FILE  a recorded `terraform output -json` instead of running terraform
@@ -17,7 +17,8 @@ Two more environment variables, for a control machine without Terraform and for 
 import os
 
 from inventories import sources
-from tasks.settings import SettingsError, checked_hosts
+from inventories.precedence import checked_hosts
+from tasks.settings import SettingsError
 
 _source = os.environ.get("GITEA_DEPLOY_SOURCE", "terraform")
 

@@ -6,9 +6,8 @@ like a fresh Debian AMI after cloud-init, plus the sidecars (registry, pebble, m
 in for the internet services the deploy talks to.
 """
 
-from pathlib import Path
+from tasks import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 LAB_DIR = REPO / ".lab"
 
 

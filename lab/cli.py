@@ -3,8 +3,7 @@
     @command("name", "one-line help", arg("host"), arg("--flag", action="store_true"))
     def cmd_name(ns) -> int | None: ...
 
-`converge` belongs to the deploy engineer: its work lives in lab/converge.py (`converge(name)`);
-until that function exists the command is the stub below and raises NotImplementedError.
+`converge` runs the production path against lab hosts (lab/converge.py).
 """
 
 import argparse
@@ -99,21 +98,15 @@ def cmd_ssh(ns):
     os.execvp(argv[0], argv)
 
 
-# ---- STUB, OWNED BY THE DEPLOY ENGINEER -------------------------------------------------------------
-# Runs pyinfra inventories/lab.py deploy.py and the host checks. The lab tool does not implement it:
-# it only calls lab.converge.converge(name) -> exit code, when the deploy engineer provides it.
-@command("converge", "deploy to lab hosts and run the host checks (owned by the deploy engineer)",
+@command("converge", "deploy to lab hosts and run the host checks (lab/converge.py)",
          arg("names", nargs="+", metavar="NAME"))
 def cmd_converge(ns):
-    try:
-        from lab.converge import converge
-    except ImportError:
-        raise NotImplementedError("owned by deploy engineer") from None
+    from lab.converge import converge
+
     rc = 0
     for name in ns.names:
         rc = converge(name) or rc
     return rc
-# ------------------------------------------------------------------------------------------------------
 
 
 def parser() -> argparse.ArgumentParser:
@@ -134,9 +127,6 @@ def main(argv=None) -> int:
     except LabError as e:
         print(f"lab {ns.command}: ERROR: {e}", file=sys.stderr)
         return 1
-    except NotImplementedError as e:
-        print(f"lab {ns.command}: not implemented yet ({e})", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"lab {ns.command}: interrupted", file=sys.stderr)
         return 130

@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from lab import REPO
+
 INVENTORY = "inventories/lab.py"
 
 

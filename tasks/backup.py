@@ -21,7 +21,6 @@ from pyinfra.api import FactBase, deploy
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
-from tasks import settings
 from tasks.common import REPO, apt_install, template
 from tasks.gitea import compose_file, database
 from tasks.secrets import generate_once, secrets_dir
@@ -227,7 +226,7 @@ def _repositories_missing() -> bool:
     return not states or "missing" in states.values()
 
 
-@deploy("Backups", data_defaults={**settings.defaults("backup"), **settings.defaults("node_exporter")})
+@deploy("Backups")
 def backup():
     data = host.data
     ssm = ssm_parameter(data)

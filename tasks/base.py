@@ -5,14 +5,13 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
-from tasks import settings
 from tasks.common import REPO, apply_when_stale, apt_install, install_validated, staged_template, template
 
 PACKAGES = ["ca-certificates", "curl", "openssl", "tzdata", "unattended-upgrades"]
 SSHD_DROP_IN = "/etc/ssh/sshd_config.d/gitea-deploy.conf"
 
 
-@deploy("Base system", data_defaults=settings.defaults("base"))
+@deploy("Base system")
 def base():
     files.put(name="apt waits for the dpkg lock", src=str(REPO / "files/base/50gitea-deploy"),
               dest="/etc/apt/apt.conf.d/50gitea-deploy", mode="644")

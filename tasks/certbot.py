@@ -12,7 +12,6 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
-from tasks import settings
 from tasks.common import apt_install, template
 
 WEBROOT = "/var/www/letsencrypt"
@@ -39,7 +38,7 @@ def renewal_conf() -> str:
     return f"/etc/letsencrypt/renewal/{host.data.gitea_domain}.conf"
 
 
-@deploy("TLS certificate", data_defaults=settings.defaults("certbot"))
+@deploy("TLS certificate")
 def certificate():
     apt_install(["certbot"])
     files.directory(name="ACME webroot", path=WEBROOT, mode="755")

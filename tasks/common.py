@@ -5,14 +5,13 @@ from __future__ import annotations
 import posixpath
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FactBase
 from pyinfra.facts.deb import DebPackages
 from pyinfra.operations import apt, files, server
 
-REPO = Path(__file__).resolve().parents[1]
+from tasks import REPO
 
 
 def template(name: str) -> str:

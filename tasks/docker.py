@@ -3,13 +3,12 @@
 from pyinfra.api import deploy
 from pyinfra.operations import systemd
 
-from tasks import settings
 from tasks.common import apply_when_stale, apt_install, install_validated, staged_template, template
 
 DAEMON_JSON = "/etc/docker/daemon.json"
 
 
-@deploy("Docker engine", data_defaults=settings.defaults("docker"))
+@deploy("Docker engine")
 def docker():
     apt_install(["docker.io", "docker-compose"])
 

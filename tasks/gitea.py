@@ -12,7 +12,6 @@ from pyinfra.facts.docker import DockerImage
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
-from tasks import settings
 from tasks.common import LoginAccount, owned_directory, template
 from tasks.secrets import LAYOUT, secrets_dir
 
@@ -114,7 +113,7 @@ class GiteaAdmins(FactBase):
         return [row[1] for row in rows if len(row) > 1]
 
 
-@deploy("Gitea stack", data_defaults=settings.defaults("gitea"))
+@deploy("Gitea stack")
 def gitea():
     root = host.data.data_root
     uid, pg_uid = host.data.gitea_uid, host.data.postgres_uid

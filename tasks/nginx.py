@@ -12,7 +12,6 @@ deploy.
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
-from tasks import settings
 from tasks.certbot import WEBROOT, certificate, live_dir
 from tasks.common import StagedFile, apply_when_stale, apt_install, install_validated, staged_template, template
 
@@ -34,7 +33,7 @@ def install_and_reload(stage: str, staged: list[StagedFile]) -> None:
                      command="nginx -t -q && systemctl reload nginx")
 
 
-@deploy("Nginx and TLS", data_defaults=settings.defaults("nginx"))
+@deploy("Nginx and TLS")
 def nginx():
     apt_install(["nginx"])
     # Debian's default site also claims port 80 as default_server. Removing it changes what

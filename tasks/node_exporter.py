@@ -5,13 +5,12 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
-from tasks import settings
 from tasks.common import apt_install, template
 
 SERVICE = "prometheus-node-exporter"
 
 
-@deploy("Node exporter", data_defaults=settings.defaults("node_exporter"))
+@deploy("Node exporter")
 def node_exporter():
     # Written before the package: its postinst reloads systemd and starts the service, which then
     # never listens beyond loopback, not even for a moment.

@@ -12,7 +12,6 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
-from tasks import settings
 from tasks.common import chown
 
 # name -> (owner, group, mode). Ownership is by container uid: PostgreSQL reads db_password as
@@ -68,7 +67,7 @@ def missing_or_empty(path: str) -> bool:
     return not fact or not fact.get("size")
 
 
-@deploy("Secrets", data_defaults=settings.defaults("gitea"))
+@deploy("Secrets")
 def secrets():
     files.directory(name="Data root", path=host.data.data_root, user="root", group="root", mode="755")
     files.directory(name="Secrets directory", path=secrets_dir(), user="root", group="root", mode="700")

@@ -13,12 +13,12 @@ import shlex
 import socket
 import ssl
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import testinfra
 
-REPO = Path(__file__).resolve().parents[2]
+from tasks import REPO
+
 
 
 def pytest_addoption(parser):

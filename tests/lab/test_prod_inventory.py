@@ -34,7 +34,7 @@ NAME = "gitea-lab-prod"
 PROD = "inventories/prod.py"
 RECORDED = REPO / "tests/fixtures/terraform-output.json"
 HOST = json.loads(RECORDED.read_text())["pyinfra_inventory"]["value"][0]
-HOST_ADMIN = "gitadmin"  # tasks/settings.py gitea_admin_username
+HOST_ADMIN = "gitadmin"  # tasks/settings/table.py gitea_admin_username
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,10 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tasks import REPO
 
 
 @pytest.fixture

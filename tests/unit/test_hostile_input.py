@@ -1,6 +1,6 @@
 """Input that cannot break the host (issue 8, section 2).
 
-Every hostile value is refused by tasks/settings.py before pyinfra connects, with the key named;
+Every hostile value is refused by tasks/settings/table.py before pyinfra connects, with the key named;
 every legal-but-awkward value is carried exactly: parsed back out of the rendered compose file,
 nginx config and cron line, or received as single arguments by stand-ins for the programs the
 deploy's shell commands run.

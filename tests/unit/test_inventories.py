@@ -7,14 +7,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from inventories import sources
+from tasks import REPO
 from tasks.settings import SettingsError
 
-REPO = Path(__file__).resolve().parents[2]
 RECORDED = REPO / "tests/fixtures/terraform-output.json"
 EMAILS = {"acme_email": "ops@example.com", "gitea_admin_email": "admin@example.com"}
 

@@ -169,16 +169,6 @@ def test_cli_has_every_command():
     assert {"engine", "images", "up", "reboot", "down", "status", "ca", "ssh", "converge"} <= set(cli.COMMANDS)
 
 
-def test_converge_without_the_deploy_engineers_function_is_a_stub(monkeypatch):
-    import sys
-
-    monkeypatch.setitem(sys.modules, "lab.converge", None)  # as if lab/converge.py had no converge()
-    ns = cli.parser().parse_args(["converge", "gitea-lab-1"])
-    with pytest.raises(NotImplementedError, match="owned by deploy engineer"):
-        ns.func(ns)
-    assert cli.main(["converge", "gitea-lab-1"]) == 2
-
-
 def test_adding_a_command_is_one_function(monkeypatch):
     monkeypatch.setattr(cli, "COMMANDS", dict(cli.COMMANDS))
     seen = []

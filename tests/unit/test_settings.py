@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from inventories import precedence
 from tasks import settings
 from tests.unit.render import sample_data
 
@@ -67,7 +68,7 @@ def test_good_data_passes():
         ("backup_stop_gitea", "yes", "backup_stop_gitea: 'yes' is a str, expected bool"),
         ("backup_read_data_subset", "5", "backup_read_data_subset: '5' must be a percentage"),
         ("backup_read_data_days", 0, "backup_read_data_days: 0 must be 1-366"),
-        ("node_exporter_port", 3000, "node_exporter_port: 3000 is already used by another service"),
+        ("node_exporter_port", 3000, "node_exporter_port: 3000 is already used by gitea_http_port"),
         ("node_exporter_textfile_dir", "textfiles", "node_exporter_textfile_dir: 'textfiles' must be an absolute"),
         ("restore_snapshot", "newest", "restore_snapshot: 'newest' must be latest or a snapshot ID"),
         ("restore_snapshot", 12345678, "restore_snapshot: 12345678 is a number: pass the ID as a JSON string"),
@@ -112,7 +113,7 @@ def test_every_setting_is_documented_and_defaults_pass_their_checks():
 
 
 def test_group_data_all_exports_exactly_the_defaults():
-    assert settings.group_data("all") == settings.defaults()
+    assert precedence.group_data("all") == settings.defaults()
 
 
 def test_bad_inventory_stops_pyinfra_before_any_connection(tmp_path):
@@ -122,7 +123,7 @@ def test_bad_inventory_stops_pyinfra_before_any_connection(tmp_path):
     inventory.write_text(textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(REPO)!r})
-        from tasks.settings import checked_hosts
+        from inventories.precedence import checked_hosts
         hosts = checked_hosts([("web-1", {{
             "ssh_hostname": "127.0.0.1", "ssh_port": 1,
             "gitea_domain": "git.example.com", "gitea_admin_email": "a@example.com",
@@ -181,7 +182,7 @@ def test_misspelt_key_is_an_error_naming_the_closest_known_key():
                         "acme_email": "ops@example.com", "backup_s3_bucket": "example-gitea-backups",
                         "aws_region": "eu-central-1"})]
     with pytest.raises(settings.SettingsError) as error:
-        settings.checked_hosts(hosts, group="no-such-group")
+        precedence.checked_hosts(hosts, group="no-such-group")
     assert "gitea_domian: is not a known inventory key: did you mean gitea_domain?" in str(error.value)
     assert "for host web-1" in str(error.value)
 

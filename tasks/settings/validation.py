@@ -1,0 +1,152 @@
+"""Validation of one host's merged inventory data: each setting's type and check, the rules between
+settings (cross-checks) and unknown keys (with the closest known name: a misspelt key would
+otherwise be silently ignored and its default used).
+
+`validate()` runs twice: when an inventory file is loaded (inventories/precedence.py, before pyinfra
+connects to any host) and at the top of deploy.py (which also sees `--data` overrides). A bad value
+stops the run with one line per bad key.
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import cache
+from typing import Any, Callable
+
+from pyinfra.api.exceptions import PyinfraError
+
+from tasks.settings.table import BY_NAME, REQUIRED, SETTINGS, defaults
+
+
+class SettingsError(PyinfraError):
+    """Raised as a pyinfra error so the CLI prints one clean line per key, no traceback."""
+
+
+def problems(data: dict[str, Any]) -> list[str]:
+    """Every problem in the merged data of one host, one line each."""
+    found = []
+    for s in SETTINGS:
+        value = data.get(s.name, s.default)
+        if value is REQUIRED:
+            found.append(f"{s.name}: is required ({s.doc})")
+            continue
+        expected = s.type if isinstance(s.type, tuple) else (s.type,)
+        # bool is an int in Python: a port of True is a typo, not a port.
+        if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+            names = " or ".join("None" if t is type(None) else t.__name__ for t in expected)
+            found.append(f"{s.name}: {value!r} is a {type(value).__name__}, expected {names}")
+            continue
+        if s.check and value is not None and (why := s.check(value)):
+            found.append(f"{s.name}: {value!r} {why}")
+    # The cross-checks read every value through the merged data, so no default is repeated in them.
+    merged = {**defaults(), **data}
+    for check in CROSS_CHECKS:
+        found.extend(check(merged))
+    found.extend(unknown_keys(data))
+    return found
+
+
+# Keys connectors put into host data themselves (their make_names_data), not listed in data_meta.
+_CONNECTOR_NAME_KEYS = frozenset({"docker_image", "docker_container_id", "chroot_directory"})
+
+
+@cache
+def pyinfra_keys() -> frozenset[str]:
+    """Host data keys pyinfra itself reads: its connectors' data (ssh_*, docker_*, ...) and the
+    global operation arguments that host data may set (_sudo, _sudo_user, _env, ...)."""
+    from importlib.metadata import entry_points
+
+    from pyinfra.api.arguments import all_global_arguments
+    from pyinfra.connectors.ssh import SSHConnector
+
+    keys = {name for name, _ in all_global_arguments() if name.startswith("_")}
+    keys.update(SSHConnector.data_meta)  # the default connector, even where entry points are missing
+    for entry in entry_points(group="pyinfra.connectors"):
+        if entry.value.startswith("pyinfra."):  # pyinfra's own connectors, not third-party plugins
+            keys.update(getattr(entry.load(), "data_meta", None) or {})
+    return frozenset(keys | _CONNECTOR_NAME_KEYS)
+
+
+def unknown_keys(data: dict[str, Any]) -> list[str]:
+    """A key that is neither a setting nor pyinfra's is a typo: its default would silently win."""
+    known = sorted(set(BY_NAME) | pyinfra_keys())
+    found = []
+    for key in sorted(str(k) for k in set(data) - set(known)):
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = (f"did you mean {close[0]}?" if close
+                else "not a deploy setting (tasks/settings/table.py), a pyinfra connector key or a global argument")
+        found.append(f"{key}: is not a known inventory key: {hint}")
+    return found
+
+
+# --- cross-checks: rules between settings, each reading the merged data (defaults included) ---
+
+def ports_are_distinct(data: dict[str, Any]) -> list[str]:
+    ports = {key: data[key] for key in ("admin_ssh_port", "git_ssh_port", "gitea_http_port", "node_exporter_port")}
+    ports.update({"http (fixed)": 80, "https (fixed)": 443})
+    seen: dict[Any, str] = {}
+    found = []
+    for key, value in ports.items():
+        if value in seen:
+            found.append(f"{key}: {value!r} is already used by {seen[value]}")
+        seen.setdefault(value, key)
+    return found
+
+
+def sudo_matches_user(data: dict[str, Any]) -> list[str]:
+    if data["_sudo"] is False and data.get("ssh_user", "root") != "root":
+        return [f"_sudo: False, but ssh_user {data.get('ssh_user')!r} is not root: every operation "
+                "needs root (leave _sudo at its default, True)"]
+    return []
+
+
+def database_has_ca(data: dict[str, Any]) -> list[str]:
+    if data["database_endpoint"] and not data["database_ca_bundle"]:
+        # verify-full needs the CA: without it the connection would fail, or (weaker modes) trust anyone.
+        return ["database_ca_bundle: is required with database_endpoint: the PEM of the CA that signed the "
+                "database's certificate (RDS: the region's bundle from AWS's RDS trust store)"]
+    return []
+
+
+def backup_is_complete(data: dict[str, Any]) -> list[str]:
+    found = []
+    if not data["backup_s3_bucket"] and not data["backup_local_repository"]:
+        found.append("backup_s3_bucket: no backup repository: set it (production: Terraform's output) "
+                     "or backup_local_repository")
+    if data["backup_s3_bucket"] and not data["aws_region"]:
+        found.append("aws_region: is required with backup_s3_bucket (Terraform's output)")
+    if (data["backup_aws_access_key_id"] or data["backup_aws_secret_access_key"]) and not data["s3_endpoint"]:
+        found.append("backup_aws_access_key_id: static AWS keys are for emulated AWS (s3_endpoint) only; "
+                     "production uses the instance role")
+    if bool(data["backup_aws_access_key_id"]) != bool(data["backup_aws_secret_access_key"]):
+        found.append("backup_aws_secret_access_key: set both static key values, or neither")
+    local, root = data["backup_local_repository"], data["data_root"]
+    if isinstance(local, str) and local.startswith("/") and isinstance(root, str) \
+            and not local.startswith(root.rstrip("/") + "/"):
+        found.append(f"backup_local_repository: {local!r} must be on the data volume, below {root}")
+    keep = [data[f"backup_keep_{k}"] for k in ("hourly", "daily", "weekly", "monthly")]
+    if all(isinstance(v, int) for v in keep) and not any(keep):
+        found.append("backup_keep_hourly: retention keeps nothing: set at least one backup_keep_* above 0")
+    return found
+
+
+CROSS_CHECKS: tuple[Callable[[dict[str, Any]], list[str]], ...] = (
+    ports_are_distinct, sudo_matches_user, database_has_ca, backup_is_complete,
+)
+
+
+def validate(data: dict[str, Any], host: str = "") -> None:
+    """Raise SettingsError naming every bad key of one host's data."""
+    found = problems(data)
+    if found:
+        where = f" for host {host}" if host else ""
+        raise SettingsError(f"invalid inventory data{where}:\n    " + "\n    ".join(found))
+
+
+def require_defaults(data: dict[str, Any]) -> None:
+    """The defaults reach hosts through group_data/all.py, which pyinfra reads from the directory it
+    runs in: run from elsewhere, every default would be missing. Say so instead of failing later."""
+    missing = sorted(set(defaults()) - set(data))
+    if missing:
+        raise SettingsError(f"{len(missing)} settings have no value ({', '.join(missing[:3])}, ...): "
+                            "group_data/all.py was not loaded; run pyinfra from the repository root")
