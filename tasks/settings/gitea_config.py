@@ -199,7 +199,7 @@ def _section_problem(section: Any) -> str | None:
         return f"gitea_config: section name {section!r} is a {type(section).__name__}, expected a string"
     if section == "":
         return None
-    if section.lower() in ("default", "deprecated"):
+    if section.lower() == "default":
         return (f"{_where(section)}: the root section is \"\" (rendered GITEA____KEY); [{section}] would be a "
                 "section of its own that Gitea never reads")
     if "__" in section or "_0x" in section.lower() or not SECTION.fullmatch(section):
@@ -208,11 +208,9 @@ def _section_problem(section: Any) -> str | None:
     return None
 
 
-def _key_problem(section: str, key: Any) -> str | None:
-    if not isinstance(key, str):
-        return f"{_where(section)}: key {key!r} is a {type(key).__name__}, expected a string"
+def _key_problem(section: str, key: str, shown: str) -> str | None:
     if "__" in key or "_0X" in key.upper() or not KEY.fullmatch(key) or len(key) > 100:
-        return (f"{_where(section, key)}: is not a Gitea key name: upper case A-Z 0-9 separated by single _ "
+        return (f"{_where(section, shown)}: is not a Gitea key name: upper case A-Z 0-9 separated by single _ "
                 "(as in Gitea's configuration cheat sheet), no __ or _0X; a secret is KEY__FILE")
     return None
 
@@ -256,9 +254,11 @@ def owned(section: str, key: str) -> str | None:
 
 
 def _entry_problems(section: str, key: str, value: Any, secrets: dict) -> list[str]:
+    if not isinstance(key, str):
+        return [f"{_where(section)}: key {key!r} is a {type(key).__name__}, expected a string"]
     base, file = (key[:-len(FILE_SUFFIX)], True) if key.endswith(FILE_SUFFIX) else (key, False)
-    if why := _key_problem(section, base):
-        return [why if base == key else why.replace(f".{base}:", f".{key}:", 1)]
+    if why := _key_problem(section, base, key):
+        return [why]
     where = _where(section, key)
     if instead := owned(section, base):
         return [f"{where}: is set by the deploy: use {instead}"]
