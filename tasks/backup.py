@@ -74,7 +74,11 @@ def metrics_file(data) -> str:
     return f"{data.get('node_exporter_textfile_dir').rstrip('/')}/{METRICS_NAME}"
 
 
-def backup_env(data, *, compose_file: str, password_file: str, credentials_file: str | None) -> list[tuple[str, str, str]]:
+def password_file(data) -> str:
+    return f"{secrets_dir(data)}/restic_password"
+
+
+def backup_env(data) -> list[tuple[str, str, str]]:
     """backup.env as (key, value, comment) rows: everything gitea-backup and gitea-restore read.
     The job has no defaults of its own; tests/unit/test_backup_deploy.py checks the two agree."""
     def b(key: str) -> str:
@@ -82,12 +86,12 @@ def backup_env(data, *, compose_file: str, password_file: str, credentials_file:
 
     rows = [
         (b("DATA_ROOT"), data.get("data_root"), ""),
-        (b("COMPOSE_FILE"), compose_file, ""),
+        (b("COMPOSE_FILE"), compose_file(data), ""),
         (b("HTTP_PORT"), str(data.get("gitea_http_port")), ""),
         (b("HOST"), data.get("gitea_domain"), "restic's --host: the domain, so a replacement instance continues "
                                               "the same snapshot history."),
         (b("ADMIN_USER"), data.get("gitea_admin_username"), ""),
-        (b("PASSWORD_FILE"), password_file, "The restic password's file (root-only); never the password."),
+        (b("PASSWORD_FILE"), password_file(data), "The restic password's file (root-only); never the password."),
         (b("LOCAL_REPOSITORY"), local_repository(data) or "", "Empty: none (the pause then includes S3)."),
         (b("S3_REPOSITORY"), s3_repository(data) or "", "Empty: none."),
         (b("SSM_PARAMETER"), ssm_parameter(data) or "", "Empty: the password is not kept in SSM."),
@@ -112,8 +116,8 @@ def backup_env(data, *, compose_file: str, password_file: str, credentials_file:
         rows += [("AWS_REGION", data.get("aws_region"), ""), ("AWS_DEFAULT_REGION", data.get("aws_region"), "")]
     if data.get("s3_endpoint"):
         rows.append(("AWS_ENDPOINT_URL", data.get("s3_endpoint"), "Emulated AWS: one endpoint serves S3 and SSM."))
-    if credentials_file:
-        rows.append(("AWS_SHARED_CREDENTIALS_FILE", credentials_file,
+    if data.get("backup_aws_access_key_id"):
+        rows.append(("AWS_SHARED_CREDENTIALS_FILE", CREDENTIALS_FILE,
                      "Emulated AWS only; production has no key file and uses the instance role."))
     return rows
 
@@ -241,14 +245,13 @@ def backup():
         files.put(name=f"Install {name}", src=str(REPO / "files/backup" / name), dest=f"/usr/local/sbin/{name}",
                   mode="755")
 
-    password = f"{secrets_dir()}/restic_password"
+    password = password_file(data)
     files.directory(name="Backup configuration directory", path=CONFIG_DIR, mode="755")
     credentials = bool(data.backup_aws_access_key_id)
     if credentials:
         files.put(name="Static AWS keys (emulated AWS only)", src=StringIO(aws_credentials(data)),
                   dest=CREDENTIALS_FILE, mode="600")
-    env = render_env(backup_env(data, compose_file=compose_file(), password_file=password,
-                                credentials_file=CREDENTIALS_FILE if credentials else None))
+    env = render_env(backup_env(data))
     files.put(name="Backup configuration", src=StringIO(env), dest=ENV_FILE, mode="644")
     # The dump and restores' staging live on the data volume, next to what they copy.
     for path in (backup_dir(data), f"{backup_dir(data)}/dump", CACHE_DIR):

@@ -29,8 +29,13 @@ def certonly_command(email: str, server: str, domain: str, ca_bundle: str | None
     ])
 
 
-def live_dir() -> str:
-    return f"/etc/letsencrypt/live/{host.data.gitea_domain}"
+def live_dir(data) -> str:
+    return f"/etc/letsencrypt/live/{data.get('gitea_domain')}"
+
+
+def contexts(data) -> dict[str, dict]:
+    """Each certbot template's context beyond host data (the unit tests render with it too)."""
+    return {"certbot/gitea-deploy.conf.j2": {"ca_bundle": CA_BUNDLE if data.get("acme_ca_bundle") else None}}
 
 
 def renewal_conf() -> str:
@@ -54,7 +59,7 @@ def certificate():
         name="certbot renewals use the same ACME CA",
         src=template("certbot/gitea-deploy.conf.j2"),
         dest=TIMER_DROP_IN,
-        ca_bundle=CA_BUNDLE if bundle else None,
+        **contexts(host.data)["certbot/gitea-deploy.conf.j2"],
     )
     systemd.daemon_reload(name="Reload systemd units", _if=drop_in.did_change)
     systemd.service(name="Renewal timer", service="certbot.timer", running=True, enabled=True)

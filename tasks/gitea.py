@@ -16,8 +16,8 @@ from tasks.common import LoginAccount, owned_directory, template
 from tasks.secrets import LAYOUT, secrets_dir
 
 
-def compose_file() -> str:
-    return f"{host.data.data_root}/compose.yaml"
+def compose_file(data) -> str:
+    return f"{data.get('data_root')}/compose.yaml"
 
 
 def database(data) -> dict:
@@ -33,9 +33,18 @@ def database(data) -> dict:
     }
 
 
+def contexts(data) -> dict[str, dict]:
+    """The compose template's context beyond host data (the unit tests render with it too)."""
+    return {"gitea/compose.yaml.j2": {
+        "secrets_dir": secrets_dir(data),
+        "secret_names": sorted(LAYOUT),
+        "database": database(data),
+    }}
+
+
 def compose(args: str) -> str:
     """`docker compose` on the stack's file (quoted); `args` is shell text the caller quoted."""
-    return f"docker compose -f {shlex.quote(compose_file())} {args}"
+    return f"docker compose -f {shlex.quote(compose_file(host.data))} {args}"
 
 
 def create_admin_command(compose_cmd: str, username: str, email: str, password_file: str) -> str:
@@ -142,11 +151,9 @@ def gitea():
     files.template(
         name="Compose file",
         src=template("gitea/compose.yaml.j2"),
-        dest=compose_file(),
+        dest=compose_file(host.data),
         mode="644",
-        secrets_dir=secrets_dir(),
-        secret_names=sorted(LAYOUT),
-        database=db,
+        **contexts(host.data)["gitea/compose.yaml.j2"],
     )
 
     # `up` recreates only the services whose definition changed; --wait returns once both are
@@ -162,7 +169,7 @@ def gitea():
     )
 
     admin = host.data.gitea_admin_username
-    password_file = f"{secrets_dir()}/admin_password"
+    password_file = f"{secrets_dir(host.data)}/admin_password"
     # --random-password keeps the password off every command line; it is taken from the output
     # into a root-only file that the runbook tells the operator to read once.
     server.shell(

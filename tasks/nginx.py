@@ -9,6 +9,7 @@ reboot or a package upgrade would load it, and a reload that did not happen is d
 deploy.
 """
 
+from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 
@@ -19,9 +20,18 @@ CONF_DIR = "/etc/nginx/conf.d"
 TLS_SNIPPET = "/etc/nginx/snippets/gitea-tls.conf"
 
 
-def vhost(name: str, **context) -> StagedFile:
+def contexts(data) -> dict[str, dict]:
+    """Each nginx template's context beyond host data (the unit tests render with it too)."""
+    return {
+        "nginx/gitea-tls.conf.j2": {},
+        "nginx/gitea-http.conf.j2": {"webroot": WEBROOT},
+        "nginx/gitea-https.conf.j2": {"cert_dir": live_dir(data), "tls_snippet": TLS_SNIPPET},
+    }
+
+
+def vhost(name: str) -> StagedFile:
     return staged_template(f"nginx {name}", src=template(f"nginx/{name}.j2"), dest=f"{CONF_DIR}/{name}",
-                           **context)
+                           **contexts(host.data)[f"nginx/{name}.j2"])
 
 
 def install_and_reload(stage: str, staged: list[StagedFile]) -> None:
@@ -42,10 +52,10 @@ def nginx():
     systemd.service(name="nginx running", service="nginx", running=True, enabled=True)
     snippet = staged_template("nginx TLS settings (Mozilla intermediate)", src=template("nginx/gitea-tls.conf.j2"),
                               dest=TLS_SNIPPET)
-    http = vhost("gitea-http.conf", webroot=WEBROOT)
+    http = vhost("gitea-http.conf")
     install_and_reload("port 80", [http])
 
     certificate()
 
-    https = vhost("gitea-https.conf", cert_dir=live_dir(), tls_snippet=TLS_SNIPPET)
+    https = vhost("gitea-https.conf")
     install_and_reload("port 443", [snippet, https])

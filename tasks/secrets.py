@@ -34,8 +34,8 @@ def layout(data) -> dict[str, tuple[str, str, str]]:
     return dict(LAYOUT)
 
 
-def secrets_dir() -> str:
-    return f"{host.data.data_root}/secrets"
+def secrets_dir(data) -> str:
+    return f"{data.get('data_root')}/secrets"
 
 
 def generate_once(path: str) -> None:
@@ -70,10 +70,10 @@ def missing_or_empty(path: str) -> bool:
 @deploy("Secrets")
 def secrets():
     files.directory(name="Data root", path=host.data.data_root, user="root", group="root", mode="755")
-    files.directory(name="Secrets directory", path=secrets_dir(), user="root", group="root", mode="700")
+    files.directory(name="Secrets directory", path=secrets_dir(host.data), user="root", group="root", mode="700")
 
     for name, (owner, group, mode) in layout(host.data).items():
-        path = f"{secrets_dir()}/{name}"
+        path = f"{secrets_dir(host.data)}/{name}"
         if name == "db_password" and host.data.database_endpoint:
             require_operator_secret(path, "the external database's password (RDS: the master user secret's "
                                           "password; docs/runbooks/deploy.md, An external database)")

@@ -1,13 +1,17 @@
-"""Render templates/ the way pyinfra's files.template does (Jinja2, StrictUndefined, `host`)."""
+"""Render templates/ the way the deploy does: Jinja2 with StrictUndefined, `host.data` from the
+settings' defaults plus the test's values, and the rest of the context from the task's own
+`contexts(data)` (tasks/<concern>.py), so a test renders exactly what a host would get."""
 
+from importlib import import_module
 from types import SimpleNamespace
 
 import jinja2
 
-from tasks import settings
-from tasks.common import REPO
-from tasks.gitea import database
-from tasks.secrets import LAYOUT
+from tasks import REPO, settings
+
+# The task module that renders each templates/<folder>/ (named after its concern).
+TASK_OF_FOLDER = {"ssh": "base", "gitea": "gitea", "nginx": "nginx", "certbot": "certbot", "docker": "docker",
+                  "backup": "backup", "node_exporter": "node_exporter"}
 
 
 def sample_data(**overrides):
@@ -20,14 +24,21 @@ def sample_data(**overrides):
     }
 
 
-def render(name: str, **context) -> str:
-    data_keys = {k: v for k, v in context.items() if k in settings.BY_NAME}
-    extra = {k: v for k, v in context.items() if k not in settings.BY_NAME}
+def context(name: str, data: dict) -> dict:
+    task = import_module(f"tasks.{TASK_OF_FOLDER[name.split('/')[0]]}")
+    contexts = getattr(task, "contexts", None)
+    return contexts(data).get(name, {}) if contexts else {}
+
+
+def render_with(name: str, data: dict, context: dict) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(REPO / "templates"),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    host = SimpleNamespace(data=SimpleNamespace(**sample_data(**data_keys)))
-    if name == "gitea/compose.yaml.j2":
-        extra.setdefault("secrets_dir", "/srv/gitea/secrets")
-        extra.setdefault("secret_names", sorted(LAYOUT))
-        extra.setdefault("database", database(sample_data(**data_keys)))
-    return env.get_template(name).render(host=host, **extra)
+    return env.get_template(name).render(host=SimpleNamespace(data=SimpleNamespace(**data)), **context)
+
+
+def render(name: str, **values) -> str:
+    """templates/<name> for the sample inventory data with `values` laid over it."""
+    unknown = set(values) - set(settings.BY_NAME)
+    assert not unknown, f"not settings: {unknown} (the rest of the context comes from the task's contexts())"
+    data = sample_data(**values)
+    return render_with(name, data, context(name, data))

@@ -28,9 +28,7 @@ PROD = {"aws_region": "eu-central-1", "backup_s3_bucket": "acme-gitea-backups", 
 
 def backup_env(data: dict) -> str:
     """backup.env exactly as tasks/backup.py writes it for this inventory data."""
-    return task.render_env(task.backup_env(
-        sample_data(**data), compose_file="/srv/gitea/compose.yaml", password_file="/srv/gitea/secrets/restic_password",
-        credentials_file="/etc/gitea-deploy/aws-credentials" if data.get("backup_aws_access_key_id") else None))
+    return task.render_env(task.backup_env(sample_data(**data)))
 
 
 class Reads(dict):

@@ -198,7 +198,7 @@ def test_legal_image_references_are_accepted_and_carried_exactly(image):
 def test_awkward_data_root_is_carried_exactly_into_volumes_and_secrets():
     root = "/srv/gitea-data_1.0+blue@eu"
     assert settings.absolute_path(root) is None
-    compose = yaml.safe_load(render("gitea/compose.yaml.j2", data_root=root, secrets_dir=f"{root}/secrets"))
+    compose = yaml.safe_load(render("gitea/compose.yaml.j2", data_root=root))
     assert compose["services"]["db"]["volumes"] == [f"{root}/postgres:/var/lib/postgresql/data"]
     assert compose["services"]["gitea"]["volumes"] == [f"{root}/gitea/data:/var/lib/gitea",
                                                        f"{root}/gitea/config:/etc/gitea"]
@@ -220,10 +220,10 @@ def directive(conf: str, name: str) -> list[list[str]]:
 @pytest.mark.parametrize("domain", ["git.example.com", "git-1.example-2.co.uk", "xn--bcher-kva.example", "a.b"])
 def test_nginx_server_name_is_exactly_the_domain(domain):
     assert settings.domain_name(domain) is None
-    https = render("nginx/gitea-https.conf.j2", gitea_domain=domain, cert_dir=f"/etc/letsencrypt/live/{domain}",
-                   tls_snippet="/etc/nginx/snippets/gitea-tls.conf")
+    https = render("nginx/gitea-https.conf.j2", gitea_domain=domain)
     assert directive(https, "server_name") == [[domain]]
-    http = render("nginx/gitea-http.conf.j2", gitea_domain=domain, webroot="/var/www/letsencrypt")
+    assert directive(https, "ssl_certificate") == [[f"/etc/letsencrypt/live/{domain}/fullchain.pem"]]
+    http = render("nginx/gitea-http.conf.j2", gitea_domain=domain)
     assert directive(http, "return") == [["301", f"https://{domain}$request_uri"]]
     assert https.count("{") == https.count("}") and http.count("{") == http.count("}")
 

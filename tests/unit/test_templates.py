@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tasks.secrets import LAYOUT
-from tests.unit.render import render
+from tests.unit.render import render, render_with, sample_data
 
 
 def test_compose_file_has_no_secret_values_and_binds_http_to_loopback():
@@ -47,7 +47,7 @@ def test_sshd_drop_in_keeps_admin_port_and_hardens():
 
 
 def test_https_vhost_proxies_without_uri_and_hides_metrics():
-    conf = render("nginx/gitea-https.conf.j2", cert_dir="/c", tls_snippet="/s.conf")
+    conf = render("nginx/gitea-https.conf.j2")
     assert "proxy_pass http://127.0.0.1:3000;" in conf
     assert "location = /metrics" in conf
     assert "client_max_body_size 512M;" in conf
@@ -56,7 +56,7 @@ def test_https_vhost_proxies_without_uri_and_hides_metrics():
 
 
 def test_http_vhost_redirects_to_configured_name_not_host_header():
-    conf = render("nginx/gitea-http.conf.j2", webroot="/var/www/letsencrypt")
+    conf = render("nginx/gitea-http.conf.j2")
     assert "return 301 https://git.example.com$request_uri;" in conf
     assert "/.well-known/acme-challenge/" in conf
 
@@ -70,13 +70,15 @@ def test_tls_snippet_is_mozilla_intermediate():
 
 
 def test_certbot_drop_in_only_sets_ca_when_given():
-    assert "REQUESTS_CA_BUNDLE=/x.pem" in render("certbot/gitea-deploy.conf.j2", ca_bundle="/x.pem")
-    assert "REQUESTS_CA_BUNDLE" not in render("certbot/gitea-deploy.conf.j2", ca_bundle=None)
+    pem = "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"
+    with_ca = render("certbot/gitea-deploy.conf.j2", acme_ca_bundle=pem)
+    assert "REQUESTS_CA_BUNDLE=/etc/letsencrypt/gitea-deploy-acme-ca.pem" in with_ca
+    assert "REQUESTS_CA_BUNDLE" not in render("certbot/gitea-deploy.conf.j2", acme_ca_bundle=None)
 
 
 def test_undefined_variable_is_an_error():
     with pytest.raises(jinja2.UndefinedError):
-        render("nginx/gitea-https.conf.j2")  # cert_dir and tls_snippet missing
+        render_with("nginx/gitea-https.conf.j2", sample_data(), {})  # cert_dir and tls_snippet missing
 
 
 def test_an_external_database_replaces_the_db_service():
