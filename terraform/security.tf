@@ -1,6 +1,7 @@
 # The host's security group. Open to the internet: HTTP (ACME HTTP-01 and the redirect), HTTPS and
 # Gitea's git-over-SSH. The administrator's sshd (admin_ssh_port) only from admin_cidrs.
-# Egress: only the listed TCP ports (and PostgreSQL to the RDS security group when database = rds).
+# Egress: only the listed TCP ports, the SMTP relay's port when smtp_egress_port is set, and
+# PostgreSQL to the RDS security group when database = rds.
 # Rules are separate aws_vpc_security_group_*_rule resources (one per CIDR and port) so changing one
 # never rewrites the others.
 
@@ -24,9 +25,14 @@ locals {
     }
   ]...)
 
-  internet_egress = merge([
+  # Mail submission to the SMTP relay (SES or another provider): that one port, when set.
+  smtp_egress = var.smtp_egress_port == null ? {} : {
+    for family, cidr in local.anywhere : "smtp-${var.smtp_egress_port}-${family}" => merge(cidr, { port = var.smtp_egress_port, description = "SMTP ${var.smtp_egress_port} to the mail relay" })
+  }
+
+  internet_egress = merge(local.smtp_egress, [
     for port in var.egress_tcp_ports : {
-      for family, cidr in local.anywhere : "tcp-${port}-${family}" => merge(cidr, { port = port })
+      for family, cidr in local.anywhere : "tcp-${port}-${family}" => merge(cidr, { port = port, description = "TCP ${port} to the internet" })
     }
   ]...)
 }
@@ -77,7 +83,7 @@ resource "aws_vpc_security_group_egress_rule" "internet" {
   for_each = local.internet_egress
 
   security_group_id = aws_security_group.host.id
-  description       = "TCP ${each.value.port} to the internet"
+  description       = each.value.description
   ip_protocol       = "tcp"
   from_port         = each.value.port
   to_port           = each.value.port

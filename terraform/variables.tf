@@ -150,13 +150,24 @@ variable "git_ssh_port" {
 }
 
 variable "egress_tcp_ports" {
-  description = "TCP ports the host may open connections to on the internet (80/443: Debian mirrors, image registries, ACME, AWS APIs). Add 587 or 465 for outgoing mail."
+  description = "TCP ports the host may open connections to on the internet (80/443: Debian mirrors, image registries, ACME, AWS APIs). Outgoing mail: smtp_egress_port."
   type        = list(number)
   default     = [80, 443]
 
   validation {
     condition     = length(var.egress_tcp_ports) > 0 && alltrue([for p in var.egress_tcp_ports : p >= 1 && p <= 65535 && floor(p) == p])
     error_message = "egress_tcp_ports must be a non-empty list of TCP ports (1-65535)."
+  }
+}
+
+variable "smtp_egress_port" {
+  description = "TCP port of the SMTP relay Gitea sends mail through (SES: 587 STARTTLS or 465 TLS; 2525 where a provider offers it; AWS blocks 25 unless lifted). Adds egress to that port only; null = no mail egress."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.smtp_egress_port == null ? true : (floor(var.smtp_egress_port) == var.smtp_egress_port && var.smtp_egress_port >= 1 && var.smtp_egress_port <= 65535 && !contains(var.egress_tcp_ports, var.smtp_egress_port))
+    error_message = "smtp_egress_port must be null or a TCP port (1-65535) that egress_tcp_ports does not already open."
   }
 }
 

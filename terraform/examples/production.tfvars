@@ -28,6 +28,10 @@ enable_cloudtrail = true
 
 database = "container"
 
+# Outgoing mail (password resets, notifications) through Amazon SES SMTP,
+# email-smtp.eu-central-1.amazonaws.com: 587 (STARTTLS) or 465 (TLS). Runbook "Outgoing mail".
+smtp_egress_port = 587
+
 tags = {
   Owner = "platform-team"
 }

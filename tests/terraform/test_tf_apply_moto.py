@@ -46,6 +46,7 @@ NAME = "gitea-moto"
 DOMAIN = "git.moto.test"
 ADMIN_PORT = 2345  # not the default: proves the value flows through every layer
 ADMIN_CIDRS = ["203.0.113.7/32", "2001:db8::/48"]
+SMTP_PORT = 2525  # not the example's 587: proves the variable, not a default, opens it
 STATE_BUCKET = "gitea-deploy-moto-tfstate"
 AMI_PARAMETER = "/gitea-deploy-test/debian-13-amd64"  # moto has no /aws/service/debian parameters
 APPLY_RDS = os.environ.get("GITEA_DEPLOY_TF_MOTO_RDS") == "1"
@@ -139,6 +140,7 @@ def stack(tmp_path_factory, terraform_bin, tf_env, moto_server, checkov_job, wor
         "ami_ssm_parameter": AMI_PARAMETER,
         "aws_endpoint_url": moto_server.url,
         "alert_email": "ops@moto.test",
+        "smtp_egress_port": SMTP_PORT,
         "enable_cloudtrail": True,
         # moto gaps (module docstring):
         "enable_data_volume_snapshots": False,
@@ -448,8 +450,13 @@ def test_security_groups(stack):
     assert open_ports == {80, 443, 22}, open_ports
     admin = [r for r in ingress if r["FromPort"] <= ADMIN_PORT <= r["ToPort"]]
     assert sorted(r.get("CidrIpv4") or r.get("CidrIpv6") for r in admin) == sorted(ADMIN_CIDRS)
-    egress_ports = {(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in rules if r["IsEgress"]}
-    assert egress_ports <= {("tcp", 80, 80), ("tcp", 443, 443), ("tcp", 5432, 5432)}, egress_ports
+    egress = [r for r in rules if r["IsEgress"]]
+    egress_ports = {(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in egress}
+    expected = {("tcp", 80, 80), ("tcp", 443, 443), ("tcp", SMTP_PORT, SMTP_PORT)} | (
+        {("tcp", 5432, 5432)} if APPLY_RDS else set())
+    assert egress_ports == expected, egress_ports
+    smtp = [r for r in egress if r["FromPort"] == SMTP_PORT]
+    assert [(r.get("CidrIpv4"), r.get("CidrIpv6")) for r in smtp] == [("0.0.0.0/0", None)], smtp  # IPv6 off in moto
 
     vpc_id = instance["VpcId"]
     default = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
@@ -577,6 +584,10 @@ def test_example_tfvars_plans(stack):
                     "aws_route53_record.a[0]", "aws_route53_record.aaaa[0]", "aws_route.public_ipv6[0]",
                     "aws_sns_topic_subscription.email[0]", "aws_db_instance.gitea[0]", "aws_db_subnet_group.this[0]"):
         assert changes.get(address) == "create", f"{address}: {changes.get(address)}"
+    # smtp_egress_port = 587 in the example: that port, both families, and no other mail port.
+    smtp = {a: c for a, c in changes.items() if a.startswith('aws_vpc_security_group_egress_rule.internet["smtp-')}
+    assert smtp == {'aws_vpc_security_group_egress_rule.internet["smtp-587-ipv4"]': "create",
+                    'aws_vpc_security_group_egress_rule.internet["smtp-587-ipv6"]': "create"}, smtp
 
 
 ################################################################################

@@ -45,6 +45,9 @@ REFUSED = {
     "bad backup prefix": {"backup_s3_prefix": "/gitea/"},
     "vpc too small": {"vpc_cidr": "10.0.0.0/24"},
     "bad log retention": {"log_retention_days": 42},
+    "smtp port out of range": {"smtp_egress_port": 70000},
+    "smtp port not whole": {"smtp_egress_port": 587.5},
+    "smtp port already open": {"smtp_egress_port": 443},
 }
 
 ACCEPTED = {
@@ -56,6 +59,9 @@ ACCEPTED = {
     "existing zone": {"dns_zone_mode": "existing", "dns_zone_id": "Z0123456789ABCDEFGHIJ"},
     "parent zone": {"dns_zone_name": "example.org"},
     "rds": {"database": "rds", "db_engine_version": "16"},
+    "ses starttls": {"smtp_egress_port": 587},
+    "ses tls": {"smtp_egress_port": 465},
+    "smtp port 2525": {"smtp_egress_port": 2525},
 }
 
 
