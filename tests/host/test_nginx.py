@@ -1,6 +1,7 @@
 """tasks/nginx.py + tasks/certbot.py: HTTPS from the outside, as a user's browser sees it."""
 
 import json
+import re
 import shutil
 import socket
 import ssl
@@ -36,6 +37,63 @@ def test_hsts_and_no_version_leak(target):
     _, headers, _ = target.https_get("/")
     assert headers["strict-transport-security"] == "max-age=63072000"
     assert headers["server"] == "nginx"
+
+
+# The front door's headers (templates/nginx/gitea-https.conf.j2, docs/concepts/front-door.md), each
+# with the one value a browser must see. Permissions-Policy is checked by what it grants, below.
+FRONT_DOOR_HEADERS = {
+    "strict-transport-security": "max-age=63072000",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "strict-origin-when-cross-origin",
+    "x-frame-options": "SAMEORIGIN",
+}
+# What Gitea's UI uses, for its own origin only: passkeys/WebAuthn (sign in, register), the copy
+# buttons, and fullscreen video in rendered files. Everything else the policy names is off.
+GITEA_USES = {"publickey-credentials-get": "(self)", "publickey-credentials-create": "(self)",
+              "clipboard-write": "(self)", "fullscreen": "(self)"}
+NEVER_USED = {"camera", "microphone", "geolocation", "payment", "usb", "display-capture"}
+
+# (path, status): a page and the health API that Gitea serves, a 404 Gitea answers and a 404 nginx
+# answers itself. add_header without `always` skips both 404s. None: any status below 400 (a
+# production "/" may redirect to the login page).
+HEADER_PAGES = [("/", None), ("/api/healthz", 200), ("/gitea-deploy-host-check-no-such-page", 404),
+                ("/metrics", 404)]
+
+
+def _response_head(target, path: str) -> tuple[int, list[tuple[str, str]]]:
+    """GET https://<domain><path> over the host's TLS listener: the status and every header line
+    as sent, repeats included (Target.https_get keeps one value per name)."""
+    with (socket.create_connection((target.address, 443), timeout=10) as raw,
+          target.tls_context().wrap_socket(raw, server_hostname=target.domain) as tls):
+        tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {target.domain}\r\nConnection: close\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head and (chunk := tls.recv(65536)):
+            head += chunk
+    status_line, *lines = head.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+    return int(status_line.split()[1]), [(k.strip().lower(), v.strip()) for k, _, v in
+                                         (line.partition(":") for line in lines)]
+
+
+def _permissions_policy(value: str) -> dict[str, str]:
+    """feature -> allowlist of a Permissions-Policy value (a structured-field dictionary of inner
+    lists); a malformed member fails the check, as a browser would drop it."""
+    members = [m.strip() for m in value.split(",")]
+    bad = [m for m in members if not re.fullmatch(r'[a-z][a-z0-9-]*=\((self)?( "https://[^"]+")*\)', m)]
+    assert not bad, f"malformed Permissions-Policy members: {bad}"
+    return dict(m.split("=", 1) for m in members)
+
+
+@pytest.mark.parametrize("path, status", HEADER_PAGES, ids=[p for p, _ in HEADER_PAGES])
+def test_security_headers_exactly_once(target, path, status):
+    got, head = _response_head(target, path)
+    assert got == status if status else got < 400, f"{path} answered {got}"
+    sent = {name: [v for n, v in head if n == name] for name in [*FRONT_DOOR_HEADERS, "permissions-policy"]}
+    policies = sent.pop("permissions-policy")
+    assert sent == {name: [value] for name, value in FRONT_DOOR_HEADERS.items()}
+    assert len(policies) == 1, f"Permissions-Policy sent {len(policies)} times on {path}: {policies}"
+    features = _permissions_policy(policies[0])
+    assert {f: a for f, a in features.items() if a != "()"} == GITEA_USES  # granted, and only to self
+    assert NEVER_USED <= {f for f, a in features.items() if a == "()"}
 
 
 def test_metrics_not_public(target):

@@ -69,6 +69,50 @@ def test_tls_snippet_is_mozilla_intermediate():
     assert "ssl_stapling" not in conf
 
 
+def _nginx_directives(conf: str) -> list[tuple[tuple[str, ...], str, str]]:
+    """(enclosing blocks, directive name, its arguments) for each simple directive of an nginx file."""
+    found, blocks, word, quote = [], [], "", None
+    for line in conf.splitlines():
+        for ch in line:
+            if quote:
+                quote = None if ch == quote else quote
+            elif ch in "\"'":
+                quote = ch
+            elif ch == "#":
+                break
+            elif ch in "{;}":
+                name, _, args = word.strip().partition(" ")
+                if ch == "{":
+                    blocks.append(word.strip())
+                elif ch == ";":
+                    found.append((tuple(blocks), name, args.strip()))
+                else:
+                    blocks.pop()
+                word = ""
+                continue
+            word += ch
+        word += " "
+    return found
+
+
+def test_front_door_headers_once_at_server_level_on_every_response():
+    """nginx drops every server-level add_header in a location that has one of its own, and sends
+    them on 2xx/3xx only unless `always`; Gitea's own copy (X-Frame-Options on its pages) must
+    not double ours. The TLS snippet is included in the same server block."""
+    https = _nginx_directives(render("nginx/gitea-https.conf.j2"))
+    server = [(name, args) for blocks, name, args in https if blocks == ("server",)]
+    assert ("include", "/etc/nginx/snippets/gitea-tls.conf") in server
+    server += [(name, args) for _, name, args in _nginx_directives(render("nginx/gitea-tls.conf.j2"))]
+    added = [args.split(" ", 1) for name, args in server if name == "add_header"]
+    names = [header for header, _ in added]
+    assert sorted(names) == sorted({"Strict-Transport-Security", "X-Content-Type-Options", "Referrer-Policy",
+                                    "X-Frame-Options", "Permissions-Policy"})  # each once, no CSP of ours
+    assert [h for h, value in added if not value.endswith(" always")] == []
+    assert sorted(args for name, args in server if name == "proxy_hide_header") == sorted(names)
+    assert [(blocks, name) for blocks, name, _ in https
+            if len(blocks) > 1 and name in ("add_header", "proxy_hide_header")] == []
+
+
 def test_certbot_drop_in_only_sets_ca_when_given():
     pem = "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"
     with_ca = render("certbot/gitea-deploy.conf.j2", acme_ca_bundle=pem)
