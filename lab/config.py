@@ -40,7 +40,7 @@ REGISTRY_IN_HOST = "127.0.0.1:5000"
 
 # Images the deploy pulls inside a host. state key -> (lab image dir, repository, tag)
 STANDIN_IMAGES = {
-    "gitea": ("gitea-standin", "lab/gitea-standin", "1.24.6"),
+    "gitea": ("gitea-standin", "lab/gitea-standin", "1.27.3"),
     "postgres": ("postgres", "lab/postgres", "17"),
 }
 # LAB_IMAGES=upstream: the real pinned references production uses (its defaults), pulled from
@@ -58,6 +58,11 @@ SIDECARS = ("registry", "pebble", "moto")
 # network, which several hosts reach on their own 127.0.0.1:MOTO_PORT through a forwarding sidecar.
 AWS_PREFIX = "gitea-lab-aws-"
 MOTO_PORT = 5050
+
+# The lab's mail server (lab/mail.py): one SMTP server on the lab network for every host; Gitea's
+# [mailer] reaches it at its address there, plain SMTP on port 25 (lab/environment.py).
+MAIL_CONTAINER = "gitea-lab-mail"
+MAIL_PORT = 25
 
 # Bounds (seconds) for every wait.
 ENGINE_TIMEOUT = 90

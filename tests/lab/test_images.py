@@ -1,5 +1,7 @@
 """The lab images keep the contracts production relies on: lab/images/postgres (the official
-postgres image's) and lab/images/gitea-standin (the rootless Gitea image's, clearly not Gitea).
+postgres image's), lab/images/gitea-standin (the rootless Gitea 1.27 image's, clearly not Gitea;
+lab/images/gitea-standin/README.md lists the upstream sources each behaviour was checked against)
+and lab/images/mail (a real SMTP server that stores what it receives).
 
 Both run on a private docker network with no published ports; every request goes to a container
 this module started (curl/psql run inside them). Tests share one stack and run in file order: the
@@ -31,6 +33,11 @@ RUN = uuid.uuid4().hex[:8]
 NET = f"{PREFIX}net-{RUN}"
 PG = f"{PREFIX}pg-{RUN}"
 GITEA = f"{PREFIX}gitea-{RUN}"
+MAIL = f"{PREFIX}mail-{RUN}"
+APP_NAME = f"Lab Forge {RUN}"            # through GITEA____APP_NAME: the root section
+JUNK_APP_NAME = f"Not The Title {RUN}"   # through GITEA__DEFAULT__APP_NAME: a junk [default] section
+MAIL_FROM = "forge@lab.test"
+MAIL_USER = "mailer"
 DB_USER = "gitea"
 DB_NAME = "giteadb"  # differs from the user: proves POSTGRES_DB is honoured
 GITEA_UID = 1000
@@ -118,6 +125,7 @@ def secrets_dir(tmp_path_factory):
         "db_password": "Pw#" + secrets.token_urlsafe(18) + ";x",
         "metrics_token": secrets.token_urlsafe(24),
         "secret_key": secrets.token_urlsafe(40),
+        "mailer_password": secrets.token_urlsafe(18),
     }
     pg = d / "postgres"
     gt = d / "gitea"
@@ -142,8 +150,13 @@ def secrets_dir(tmp_path_factory):
 def stack(lab_image, secrets_dir):
     pg_image = lab_image("postgres")
     gitea_image = lab_image("gitea-standin")
+    mail_image = lab_image("mail")
     docker("network", "create", "--label", LABEL, NET)
     try:
+        # the SMTP server takes exactly the login Gitea is given through GITEA__mailer__PASSWD__FILE
+        docker("run", "-d", "--name", MAIL, "--network", NET, "--label", LABEL,
+               "-e", f"LAB_SMTP_USER={MAIL_USER}", "-e", f"LAB_SMTP_PASSWORD={secrets_dir['mailer_password']}",
+               mail_image)
         with ProcessSampler(PG, GITEA) as sampler:
             docker(
                 "run", "-d", "--name", PG, "--hostname", PG, "--network", NET, "--label", LABEL,
@@ -170,6 +183,15 @@ def stack(lab_image, secrets_dir):
                 "GITEA__server__SSH_DOMAIN": "git.lab.test",
                 "GITEA__server__SSH_PORT": "22",
                 "GITEA__service__DISABLE_REGISTRATION": "true",
+                "GITEA____APP_NAME": APP_NAME,
+                "GITEA__DEFAULT__APP_NAME": JUNK_APP_NAME,
+                "GITEA__mailer__ENABLED": "true",
+                "GITEA__mailer__PROTOCOL": "smtp",
+                "GITEA__mailer__SMTP_ADDR": MAIL,
+                "GITEA__mailer__SMTP_PORT": "25",
+                "GITEA__mailer__FROM": f"Lab Forge <{MAIL_FROM}>",
+                "GITEA__mailer__USER": MAIL_USER,
+                "GITEA__mailer__PASSWD__FILE": "/run/secrets/gitea/mailer_password",
             }
             docker(
                 "run", "-d", "--name", GITEA, "--network", NET, "--label", LABEL,
@@ -185,10 +207,10 @@ def stack(lab_image, secrets_dir):
                      timeout=90)
         yield {"processes": sampler.seen, **secrets_dir}
     finally:
-        for name in (GITEA, PG):
+        for name in (GITEA, PG, MAIL):
             logs = docker("logs", "--tail", "30", name, check=False)
             print(f"--- {name} (last lines)\n{logs.stdout}{logs.stderr}")
-        docker("rm", "-f", "-v", GITEA, PG, check=False)
+        docker("rm", "-f", "-v", GITEA, PG, MAIL, check=False)
         docker("network", "rm", NET, check=False)
 
 
@@ -224,6 +246,11 @@ def metric(text: str, name: str) -> float:
     m = re.search(rf"^{name} (\S+)$", text, re.M)
     assert m, f"{name} missing from /metrics:\n{text}"
     return float(m.group(1))
+
+
+def mails() -> list[dict]:
+    """What the SMTP server stored (lab/images/mail/lab-mail)."""
+    return json.loads(docker("exec", MAIL, "lab-mail", "list").stdout)
 
 
 def make_user(name: str, *extra: str) -> None:
@@ -321,7 +348,7 @@ def test_no_secret_in_process_lists_or_docker_inspect(stack):
     assert any("initdb" in line for line in stack["processes"]), "the sampler missed initdb entirely"
     pg_env = docker("exec", "-u", "postgres", PG, "cat", "/proc/1/environ").stdout
     inspect = docker("inspect", PG, GITEA).stdout
-    for key in ("db_password", "metrics_token", "secret_key"):
+    for key in ("db_password", "metrics_token", "secret_key", "mailer_password"):
         value = stack[key]
         assert not [line for line in seen if value in line], f"{key} visible in a process list"
         assert value not in inspect, f"{key} visible in docker inspect"
@@ -349,11 +376,68 @@ def test_standin_runs_as_1000_and_refuses_root(stack, lab_image):
     assert top and all(line.split()[0] == "1000" for line in top), top
     cp = gitea("admin", "user", "list", user="0")
     assert cp.returncode == 1
-    assert "Gitea is not supposed to be run as root" in cp.stderr
+    # a log.Fatal line: Gitea's CLI logs to stdout, stderr stays empty
+    assert "Gitea is not supposed to be run as root" in cp.stdout
+    assert cp.stderr == ""
     run = docker("run", "--rm", "--label", LABEL, "--network", "none", "-u", "0", lab_image("gitea-standin"),
                  check=False, timeout=60)
     assert run.returncode == 1
     assert "Gitea is not supposed to be run as root" in run.stdout + run.stderr
+
+
+def test_default_section_env_var_writes_a_junk_section_not_the_title(stack):
+    """Gitea lower-cases the section: GITEA__DEFAULT__APP_NAME lands in a [default] section that
+    nothing reads; only GITEA____APP_NAME (empty section) sets the root APP_NAME."""
+    ini = docker("exec", GITEA, "cat", "/etc/gitea/app.ini").stdout
+    root = ini.split("\n[", 1)[0]
+    assert re.search(rf"^APP_NAME = {re.escape(APP_NAME)}$", root, re.M), root
+    junk = re.search(r"^\[default\]\n((?:[^\[].*\n?)*)", ini, re.M)
+    assert junk and f"APP_NAME = {JUNK_APP_NAME}" in junk.group(1), ini
+    assert JUNK_APP_NAME not in http("/api/healthz")[2]
+
+
+def test_install_stage_healthz_has_app_name_and_no_checks(lab_image):
+    """Before INSTALL_LOCK Gitea's healthz still says APP_NAME (the default one here: the [default]
+    section does not count) and carries no checks; there is no "Installation stage" text."""
+    name = f"{PREFIX}install-{RUN}"
+    docker("run", "-d", "--name", name, "--label", LABEL, "--network", "none",
+           "-e", f"GITEA__DEFAULT__APP_NAME={JUNK_APP_NAME}", lab_image("gitea-standin"))
+    try:
+        def answer():
+            cp = docker("exec", name, "curl", "-sS", "http://127.0.0.1:3000/api/healthz", check=False)
+            return json.loads(cp.stdout) if cp.returncode == 0 else None
+        doc = wait_for("install-stage healthz", answer, timeout=30)
+        assert doc == {"status": "pass", "description": "Gitea: Git with a cup of tea"}
+    finally:
+        docker("rm", "-f", "-v", name, check=False)
+
+
+def test_environment_to_ini_is_config_edit_ini(stack):
+    """1.25+: environment-to-ini runs `gitea config edit-ini --in-place --apply-env`, which prints
+    nothing; the env mapping is config_env.go's (escapes, __FILE, lower-cased section only)."""
+    cp = docker("exec", "-e", "GITEA__repository_0X2E_local__LOCAL_COPY_PATH=/tmp/escaped",
+                "-e", "GITEA__SERVER__Lab_Key=kept-case", "-e", "GITEA____RUN_MODE=dev",
+                "-e", "GITEA__lab__TOKEN__FILE=/run/secrets/gitea/metrics_token", GITEA, "sh", "-c",
+                "cp /etc/gitea/app.ini /tmp/t.ini && environment-to-ini --config /tmp/t.ini")
+    assert cp.stdout == "" and cp.stderr == ""
+    ini = docker("exec", GITEA, "cat", "/tmp/t.ini").stdout
+    assert re.search(r"^\[repository\.local\]\nLOCAL_COPY_PATH = /tmp/escaped$", ini, re.M), ini
+    server = ini.split("\n[server]\n", 1)[1].split("\n[", 1)[0]
+    assert "Lab_Key = kept-case" in server
+    assert "[SERVER]" not in ini
+    assert re.search(r"^RUN_MODE = dev$", ini.split("\n[", 1)[0], re.M)
+    assert re.search(rf"^\[lab\]\nTOKEN = {re.escape(stack['metrics_token'])}$", ini, re.M)
+    neither = gitea("config", "edit-ini", "--config", "/tmp/t.ini", "--apply-env")
+    assert neither.returncode == 1
+    assert "either --in-place or --out must be specified" in neither.stderr
+    assert gitea("config", "update-ini", "--config", "/tmp/t.ini", "--apply-env").returncode != 0  # gone in 1.25
+
+
+def test_lfs_path_is_in_the_lfs_section(stack):
+    ini = docker("exec", GITEA, "cat", "/etc/gitea/app.ini").stdout
+    assert re.search(r"^\[lfs\]\nPATH = /var/lib/gitea/git/lfs$", ini, re.M), ini
+    assert "LFS_CONTENT_PATH" not in ini
+    docker("exec", GITEA, "test", "-d", "/var/lib/gitea/git/lfs")
 
 
 def test_unreadable_secret_uri_stops_the_start(lab_image):
@@ -362,7 +446,8 @@ def test_unreadable_secret_uri_stops_the_start(lab_image):
                 "-e", "GITEA__security__SECRET_KEY_URI=file:/nonexistent/secret_key",
                 lab_image("gitea-standin"), check=False, timeout=60)
     assert cp.returncode == 1
-    assert "Failed to read SECRET_KEY_URI (/nonexistent/secret_key)" in cp.stderr
+    assert "Failed to read SECRET_KEY_URI (/nonexistent/secret_key)" in cp.stdout  # logged: stdout
+    assert "Failed to read" not in cp.stderr
 
 
 # ---------------------------------------------------------------- the stand-in: HTTP
@@ -375,7 +460,7 @@ def test_healthz_passes_in_giteas_format(stack):
     doc = json.loads(body)
     assert list(doc) == ["status", "description", "checks"]
     assert doc["status"] == "pass"
-    assert doc["description"] == "Gitea: Git with a cup of tea"
+    assert doc["description"] == APP_NAME  # the root APP_NAME, set through GITEA____APP_NAME
     assert list(doc["checks"]) == ["cache:ping", "database:ping"]
     for check in doc["checks"].values():
         assert check[0]["status"] == "pass"
@@ -388,9 +473,9 @@ def test_identity_says_standin_not_gitea(stack):
     assert "<title>Gitea stand-in (lab only)</title>" in body
     assert "not Gitea" in body
     status, _, body = http("/api/v1/version")
-    assert (status, json.loads(body)) == (200, {"version": "1.24.6+standin"})
+    assert (status, json.loads(body)) == (200, {"version": "1.27.3+standin"})
     assert gitea("--version").stdout.strip() == \
-        "Gitea version 1.24.6+standin (lab stand-in, not Gitea) built with Python"
+        "Gitea version 1.27.3+standin (lab stand-in, not Gitea) built with Python"
 
 
 def test_ssh_listener_sends_the_standin_banner(stack):
@@ -467,11 +552,24 @@ def test_api_creates_a_bare_repository_and_its_row(stack):
     assert stored == "pbkdf2$50000$50|100|f"  # hashed, never plaintext
 
     assert http("/api/v1/user/repos", "-u", f"{owner}:{password}", "-d", body)[0] == 409
-    assert http("/api/v1/user/repos", "-u", f"{owner}:wrong", "-d", json.dumps({"name": "x"}))[0] == 401
+    status, _, out = http("/api/v1/user/repos", "-u", f"{owner}:wrong", "-d", json.dumps({"name": "x"}))
+    assert (status, json.loads(out)["message"]) == (401, "invalid username, password or token")
     assert http(f"/api/v1/repos/{owner}/demo-repo")[0] == 200
     assert http(f"/api/v1/repos/{owner}/missing")[0] == 404
     logs = docker("logs", GITEA).stdout
-    assert re.search(rf"Failed authentication attempt for {owner} from \S+", logs)
+    # services/auth/basic.go: API basic-auth failures are logged without the client's address
+    assert f"UserSignIn: user's password is invalid [name: {owner}]" in logs
+    assert f"Failed authentication attempt for {owner}" not in logs
+
+
+def test_failed_web_login_is_logged_with_the_address(stack):
+    name = f"nobody{RUN}"
+    status, headers, body = http("/user/login", "-d", f"user_name={name}&password=guess")
+    assert status == 200 and "<form" in body  # the form again, as Gitea renders it
+    assert headers["x-frame-options"] == "SAMEORIGIN"  # [security] X_FRAME_OPTIONS' default
+    logs = docker("logs", GITEA).stdout
+    assert re.search(rf"Failed authentication attempt for {name} from 127\.0\.0\.1(:\d+)?: "
+                     rf"user does not exist \[uid: 0, name: {name}\]", logs), logs[-2000:]
 
 
 def test_api_refuses_a_user_who_must_change_the_password(stack):
@@ -490,7 +588,7 @@ def test_regenerate_hooks_rewrites_missing_hooks(stack):
     docker("exec", GITEA, "sh", "-c", f"rm -rf {root}/*/*.git/hooks/pre-receive {root}/*/*.git/hooks/update.d")
     cp = gitea("admin", "regenerate", "hooks")
     assert cp.returncode == 0, cp.stderr
-    assert re.fullmatch(r"Regenerated hooks for (\d+) of \1 repositories", cp.stdout.strip()), cp.stdout
+    assert cp.stdout == ""  # Gitea's SyncRepositoryHooks prints nothing
     missing = docker("exec", GITEA, "sh", "-c",
                      f"for r in {root}/*/*.git; do for h in pre-receive update.d/gitea; do"
                      f' test -x "$r/hooks/$h" || echo "$r/hooks/$h"; done; done').stdout
@@ -502,6 +600,55 @@ def test_generate_secret_formats(stack):
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", gitea("generate", "secret", "JWT_SECRET").stdout)
     assert re.fullmatch(r"[A-Za-z0-9_-]{43}", gitea("generate", "secret", "LFS_JWT_SECRET").stdout)
     assert re.fullmatch(r"eyJ[\w-]+\.[\w-]+\.[\w-]+", gitea("generate", "secret", "INTERNAL_TOKEN").stdout)
+
+
+# ---------------------------------------------------------------- the stand-in: mail
+
+
+def test_plain_smtp_to_a_remote_address_is_warned_about(stack):
+    assert "connecting over insecure SMTP protocol to non-local address is not recommended" in \
+        docker("logs", GITEA).stdout
+
+
+def test_sendmail_asks_first_and_sends_nothing_on_no(stack):
+    before = len(mails())
+    cp = docker("exec", "-i", GITEA, "gitea", "admin", "sendmail", "--title", f"Asked {RUN}",
+                input="n\n", check=False)
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout == "warning: Content is emptyProceed with sending email? [Y/n] The mail was not sent\n"
+    time.sleep(2)
+    assert len(mails()) == before
+
+
+def test_sendmail_mails_every_active_user_through_the_smtp_server(stack):
+    make_user(f"reader{RUN}", "--random-password")
+    emails = set(psql('SELECT email FROM "user" WHERE type = 0 AND is_active AND email <> \'\'',
+                      stack["db_password"]).stdout.split())
+    subject = f"Maintenance tonight {RUN}"
+    cp = gitea("admin", "sendmail", "--title", subject, "--content", "Back by 22:00.", "--force")
+    assert cp.returncode == 0, cp.stderr
+    assert cp.stdout == f"Sent {len(emails)} email(s) to all users\n"
+    got = wait_for("every message stored by the SMTP server",
+                   lambda: (lambda ms: ms if len(ms) >= len(emails) else None)(
+                       [m for m in mails() if m["subject"] == subject]), timeout=30)
+    assert {to for m in got for to in m["envelope_to"]} == emails
+    for m in got:
+        assert m["envelope_from"] == MAIL_FROM
+        assert m["from"] == f"Lab Forge <{MAIL_FROM}>"
+        assert m["to"] == m["envelope_to"][0]
+        assert m["auth_login"] == MAIL_USER  # the password from GITEA__mailer__PASSWD__FILE worked
+        assert "Back by 22:00." in m["body"]
+
+
+def test_sendmail_needs_the_running_web_process(stack):
+    """Like Gitea, the CLI only asks the web process (private API at LOCAL_ROOT_URL) to send."""
+    cp = docker("exec", GITEA, "sh", "-c",
+                "cp /etc/gitea/app.ini /tmp/off.ini && "
+                "GITEA__server__LOCAL_ROOT_URL=http://127.0.0.1:3999/ environment-to-ini --config /tmp/off.ini && "
+                "exec gitea -c /tmp/off.ini admin sendmail --title nobody-listens --force", check=False)
+    assert cp.returncode == 1
+    assert cp.stdout.strip() == "Internal Server Connection Error"
+    assert 'Command error: unable to contact gitea "POST http://127.0.0.1:3999/api/internal/mail/send"' in cp.stderr
 
 
 # ---------------------------------------------------------------- outage and shutdown (last)

@@ -83,7 +83,7 @@ H1 = state.host_entry(ip="172.20.0.2", admin_ssh_port=2222, ssh_port=20001, http
                       git_ssh_port=20004, known_hosts=".lab/hosts/gitea-lab-1/known_hosts")
 H2 = dict(H1, ip="172.20.0.3", known_hosts=".lab/hosts/gitea-lab-2/known_hosts")
 TOP = {"ssh_key": ".lab/id_ed25519", "acme_ca_bundle": ".lab/pebble/listener.pem", "images_mode": "standin",
-       "images": {"gitea": "127.0.0.1:5000/lab/gitea-standin:1.24.6", "postgres": "127.0.0.1:5000/lab/postgres:17"}}
+       "images": {"gitea": "127.0.0.1:5000/lab/gitea-standin:1.27.3", "postgres": "127.0.0.1:5000/lab/postgres:17"}}
 
 
 def test_merge_into_nothing_gives_the_contract_shape():

@@ -8,5 +8,5 @@ Dockerfile for what is and is not implemented.
 
 import os
 
-VERSION = os.environ.get("GITEA_STANDIN_VERSION", "1.24.6+standin")
+VERSION = os.environ.get("GITEA_STANDIN_VERSION", "1.27.3+standin")
 NAME = "Gitea stand-in (lab only)"

@@ -1,5 +1,7 @@
-"""Command line of the stand-in, shaped like Gitea's (urfave/cli): same command names, flags,
-output lines and exit codes for the commands the deploy and the backup/restore work use."""
+"""Command line of the stand-in, shaped like Gitea 1.27's (urfave/cli v3): same command names,
+flags, output lines and exit codes for the commands the deploy and the backup/restore work use.
+Command output goes to stdout, so do log lines (Gitea's CLI console logger writes to stdout);
+only `Command error: ...` goes to stderr."""
 
 import os
 import sys
@@ -27,9 +29,10 @@ COMMANDS = {
     ("admin", "user", "change-password"): {"username": "str", "u": "username", "password": "str",
                                            "p": "password", "must-change-password": "bool"},
     ("admin", "regenerate", "hooks"): {},
+    ("admin", "sendmail"): {"title": "str", "content": "str", "force": "bool", "f": "force"},
     ("generate", "secret"): {},
     ("hook",): {},
-    ("config", "update-ini"): {"apply-env": "bool", "out": "str", "config-key-template": "str"},
+    ("config", "edit-ini"): {"in-place": "bool", "apply-env": "bool", "out": "str", "config-keep-keys": "str"},
 }
 GROUPS = {(), ("admin",), ("admin", "user"), ("admin", "regenerate"), ("generate",), ("config",)}
 NOT_IMPLEMENTED = {"dump", "restore-repo", "dump-repo", "doctor", "migrate", "serv", "keys", "manager",
@@ -217,15 +220,13 @@ def cmd_regenerate_hooks(flags, args):
         repos = store.all_repos(conn)
     finally:
         conn.close()
-    done = 0
+    # like Gitea's SyncRepositoryHooks: nothing printed on success
     for r in repos:
         path = store.repo_path(s, r["owner_name"], r["name"])
         if not os.path.isdir(path):
             log.warn(f"repository {r['owner_name']}/{r['name']} has no directory at {path}: skipped", "repository")
             continue
         store.write_hooks(s, path)
-        done += 1
-    print(f"Regenerated hooks for {done} of {len(repos)} repositories")
 
 
 def cmd_generate_secret(flags, args):
@@ -259,8 +260,9 @@ def cmd_hook(flags, args):
         raise SystemExit(1)
 
 
-def cmd_update_ini(flags, args):
-    """`gitea config update-ini --apply-env` (what the image's environment-to-ini runs)."""
+def cmd_edit_ini(flags, args):
+    """`gitea config edit-ini` (cmd/config.go): --in-place or --out, --apply-env, --config-keep-keys.
+    Prints nothing; writes only when the output differs from the input file or anything changed."""
     if "config" not in flags:
         raise store.StoreError("flag is required but not set: --config")
     src = flags["config"]
@@ -268,15 +270,55 @@ def cmd_update_ini(flags, args):
         ini = IniFile.load(src)
     except OSError as e:
         raise store.StoreError(f'failed to load config file "{src}": {e}') from None
-    out = flags.get("out") or src
+    out = flags.get("out") or ""
+    if not out:
+        if not flags.get("in-place"):
+            raise store.StoreError("either --in-place or --out must be specified")
+        out = src
     write = out != src
-    if flags.get("config-key-template"):
-        raise store.StoreError("--config-key-template is not implemented by the Gitea stand-in")
+    if flags.get("config-keep-keys"):
+        raise store.StoreError("--config-keep-keys is not implemented by the Gitea stand-in")
     if flags.get("apply-env") and config.apply_env(ini, os.environ):
         write = True
     if write:
-        print(f'Saving config to: "{out}"')
         ini.save_to(out)
+
+
+def _confirm():
+    """Gitea's confirm(): one word from stdin, y/yes or n/no (any case), anything else an error."""
+    line = sys.stdin.readline()
+    if not line:
+        raise store.StoreError("EOF")
+    word = line.strip()
+    if not word:
+        raise store.StoreError("unexpected newline")
+    if word.lower() in ("y", "yes"):
+        return True
+    if word.lower() in ("n", "no"):
+        return False
+    raise store.StoreError(f"{word} isn't a correct confirmation string")
+
+
+def cmd_sendmail(flags, args):
+    """`gitea admin sendmail --title T [--content C] [--force]` (cmd/admin.go, cmd/mailer.go): like
+    Gitea it does not send anything itself: it asks the RUNNING web process (private API
+    POST /api/internal/mail/send, modules/private/mail.go) to mail every active user."""
+    if "title" not in flags:
+        raise store.StoreError('Required flag "title" not set')
+    s = load_settings(flags)
+    s.require_installed()
+    subject, body = flags["title"], flags.get("content", "")
+    if not flags.get("force"):
+        if not body:
+            sys.stdout.write("warning: Content is empty")
+        sys.stdout.write("Proceed with sending email? [Y/n] ")
+        sys.stdout.flush()
+        if not _confirm():
+            print("The mail was not sent")
+            return
+    from . import mail
+
+    print(f"Sent {mail.request_send(s, subject, body)} email(s) to all users")
 
 
 HANDLERS = {
@@ -287,7 +329,8 @@ HANDLERS = {
     ("admin", "regenerate", "hooks"): cmd_regenerate_hooks,
     ("generate", "secret"): cmd_generate_secret,
     ("hook",): cmd_hook,
-    ("config", "update-ini"): cmd_update_ini,
+    ("admin", "sendmail"): cmd_sendmail,
+    ("config", "edit-ini"): cmd_edit_ini,
 }
 
 
@@ -309,7 +352,7 @@ def main(argv):
     handler = HANDLERS.get(path)
     if handler is None or flags.get("help"):
         print("Gitea stand-in (lab only), NOT Gitea. Commands: web; admin user create|list|change-password;"
-              " admin regenerate hooks; generate secret KEY; hook NAME; config update-ini --apply-env",
+              " admin regenerate hooks; admin sendmail; generate secret KEY; hook NAME; config edit-ini",
               file=sys.stderr)
         return 0 if flags.get("help") else 1
     try:

@@ -1,8 +1,10 @@
 """Settings: GITEA__SECTION__KEY(__FILE) -> app.ini, and app.ini -> what the stand-in runs with.
 
-Behaviour copied from Gitea because the deploy depends on it:
-- env names: GITEA__<section>__<KEY>, section lower-cased, "_0X2E_" style escapes decode to bytes
-  (e.g. "." in [repository.local]); an empty section (GITEA____APP_NAME) is the default section;
+Behaviour copied from Gitea because the deploy depends on it (modules/setting/config_env.go):
+- env names: GITEA__<section>__<KEY>, section lower-cased (the key is not), "_0X2E_" style escapes
+  decode to bytes (e.g. "." in [repository.local]); an empty section (GITEA____APP_NAME) is the
+  default (root) section; GITEA__DEFAULT__APP_NAME becomes a separate, useless [default] section
+  and does NOT set the root APP_NAME (as in Gitea: section names are case-sensitive);
   a __FILE suffix reads the value from that file, dropping one trailing "\\n" or "\\r\\n"; an unreadable
   file is logged and skipped (Gitea does not stop there: the key simply stays unset);
 - SECRET_KEY/INTERNAL_TOKEN ([security]), JWT_SECRET ([oauth2]) and LFS_JWT_SECRET ([server]) may
@@ -190,7 +192,7 @@ class Settings:
         self.ini = IniFile.load(path)
         g = self.ini.get
         self.work_path = work_path or os.environ.get("GITEA_WORK_DIR") or g(ROOT, "WORK_PATH") or "/var/lib/gitea"
-        self.app_name = g(ROOT, "APP_NAME", "Gitea: Git with a cup of tea")
+        self.app_name = g(ROOT, "APP_NAME") or "Gitea: Git with a cup of tea"
         self.run_user = g(ROOT, "RUN_USER") or _current_user()
 
         self.protocol = g("server", "PROTOCOL", "http")
@@ -201,6 +203,11 @@ class Settings:
         if (self.protocol, self.http_port) in (("http", 80), ("https", 443)):
             default_root = f"{self.protocol}://{self.domain}/"
         self.root_url = (g("server", "ROOT_URL") or default_root).rstrip("/") + "/"
+        local_host = "localhost" if self.http_addr in ("0.0.0.0", "") else self.http_addr
+        if ":" in local_host:
+            local_host = f"[{local_host}]"
+        self.local_root_url = (g("server", "LOCAL_ROOT_URL")
+                               or f"{self.protocol}://{local_host}:{self.http_port}/").rstrip("/") + "/"
         self.ssh_domain = g("server", "SSH_DOMAIN") or self.domain
         self.ssh_port = int(g("server", "SSH_PORT", "22") or 22)
         self.ssh_listen_port = int(g("server", "SSH_LISTEN_PORT") or self.ssh_port)
@@ -228,6 +235,9 @@ class Settings:
             if p.strip()
         ]
         self.reverse_proxy_limit = int(g("security", "REVERSE_PROXY_LIMIT", "1") or 1)
+        # Gitea >= 1.26: [security] X_FRAME_OPTIONS (was [cors]); "unset" sends no header
+        self.x_frame_options = g("security", "X_FRAME_OPTIONS") or "SAMEORIGIN"
+        self.mailer = Mailer(self.ini, self.app_name)
         self.oauth2_enabled = parse_bool(g("oauth2", "ENABLED"), True)
         self.metrics_enabled = parse_bool(g("metrics", "ENABLED"), False)
         self.metrics_token = g("metrics", "TOKEN", "")
@@ -311,3 +321,65 @@ def load(path, work_path=None, check_user=True):
         s.check_user()
     s.load_secrets()
     return s
+
+
+class Mailer:
+    """[mailer] as Gitea's modules/setting/mailer.go loads it (the SMTP part). enabled=False: no mail
+    service at all (Gitea's MailService == nil)."""
+
+    def __init__(self, ini, app_name):
+        g = lambda key, default="": ini.get("mailer", key, default) or default  # noqa: E731
+        self.enabled = parse_bool(g("ENABLED"), False)
+        self.name = g("NAME", app_name)
+        # kept as written: Gitea's Key.In() result is discarded, an unknown value ends up an SMTP sender
+        self.protocol = g("PROTOCOL")
+        self.smtp_addr = g("SMTP_ADDR")
+        self.smtp_port = g("SMTP_PORT")
+        self.user = g("USER")
+        self.passwd = g("PASSWD")
+        self.enable_helo = parse_bool(g("ENABLE_HELO"), True)
+        self.helo_hostname = g("HELO_HOSTNAME")
+        self.force_trust_server_cert = parse_bool(g("FORCE_TRUST_SERVER_CERT"), False)
+        self.send_as_plain_text = parse_bool(g("SEND_AS_PLAIN_TEXT"), False)
+        self.subject_prefix = g("SUBJECT_PREFIX")
+        self.from_ = g("FROM", self.user)
+        self.envelope_from = g("ENVELOPE_FROM")
+        if not self.enabled:
+            return
+        if not self.smtp_port:
+            self.smtp_port = {"smtp": "25", "smtps": "465", "smtp+starttls": "587"}.get(self.protocol, "")
+        if not self.protocol:
+            if any(c in self.smtp_addr for c in "/\\"):
+                self.protocol = "smtp+unix"
+            else:
+                self.protocol = {"25": "smtp", "465": "smtps", "587": "smtp+starttls"}.get(self.smtp_port, "")
+                if not self.protocol:
+                    log.error(f"unable to infer unspecified mailer.PROTOCOL from mailer.SMTP_PORT = "
+                              f"{self.smtp_port!r}, assume using smtps", "setting")
+                    self.protocol = "smtps"
+                    self.smtp_port = self.smtp_port or "465"
+        self.from_name, self.from_email = "", ""
+        if self.from_:
+            import email.utils
+
+            name, addr = email.utils.parseaddr(self.from_)
+            if not addr or "@" not in addr:
+                log.fatal(f"Invalid mailer.FROM ({self.from_}): mail: missing '@' or angle-addr", "setting")
+            self.from_name, self.from_email = name, addr
+        else:
+            log.error("no mailer.FROM provided, email system may not work.", "setting")
+
+    def warn_insecure(self):
+        """Gitea's start-up warning for plain SMTP to an address that is not loopback."""
+        if not self.enabled or self.protocol != "smtp":
+            return
+        import ipaddress
+        import socket
+
+        try:
+            addrs = {ai[4][0] for ai in socket.getaddrinfo(self.smtp_addr.strip("[]"), None)}
+        except OSError as e:
+            log.warn(f"could not look up mailer.SMTP_ADDR: {e}", "setting")
+            return
+        if any(not ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs):
+            log.warn("connecting over insecure SMTP protocol to non-local address is not recommended", "setting")

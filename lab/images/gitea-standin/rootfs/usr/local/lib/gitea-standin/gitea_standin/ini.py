@@ -6,7 +6,8 @@ The rules copied because they change values, not just looks:
   values with outer spaces get double quotes (what go-ini does);
 - a value wrapped in matching '...' or "..." (and no other such quote inside) loses the quotes;
 - the last occurrence of a key wins; section names are case-sensitive;
-- keys before the first [section] live in the default section, named "" here.
+- keys before the first [section] live in the default section, named "" here; a `[DEFAULT]` header
+  is that same section (go-ini's DefaultSection), while `[default]` is an ordinary other section.
 Comments, blank lines and key order of an existing file are kept when keys are set.
 """
 
@@ -79,6 +80,8 @@ class IniFile:
                 continue
             if s[0] == "[" and "]" in s:
                 section = s[1 : s.index("]")].strip()
+                if section == "DEFAULT":
+                    section = ROOT
                 headers.setdefault(section, i)
                 continue
             if "=" in s:

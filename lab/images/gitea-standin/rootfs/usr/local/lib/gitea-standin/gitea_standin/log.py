@@ -1,5 +1,8 @@
 """Log lines shaped like Gitea's console logger ("2025/01/02 03:04:05 ... [I] message"), so the
-deploy's log checks and the fail2ban filter see the same line shapes as in production."""
+deploy's log checks and the fail2ban filter see the same line shapes as in production.
+
+Every level goes to stdout, Fatal included: Gitea's console writer (modules/log SetConsoleLogger,
+WriterConsoleOption{Stderr: false}) is what both `gitea web` and the CLI log through."""
 
 import sys
 import threading
@@ -32,6 +35,6 @@ def error(msg, where="standin"):
 
 
 def fatal(msg, where="standin"):
-    """Gitea's log.Fatal: message on the console, exit status 1."""
-    _emit(sys.stderr, _line("F", msg, where))
+    """Gitea's log.Fatal: message on the console (stdout), exit status 1."""
+    _emit(sys.stdout, _line("F", msg, where))
     raise SystemExit(1)

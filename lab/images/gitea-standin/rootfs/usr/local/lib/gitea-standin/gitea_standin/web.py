@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg2
 
-from . import NAME, VERSION, log, store
+from . import NAME, VERSION, log, mail, store
 
 SSH_BANNER = b"SSH-2.0-Gitea-standin-lab\r\n"
 MAX_BODY = 1 << 20
@@ -51,6 +51,7 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
     settings = None  # set by serve()
+    mail_queue = None  # set by serve()
 
     # ------------------------------------------------------------ plumbing
 
@@ -77,6 +78,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("X-Gitea-Standin", "lab only, not Gitea")
+        if ctype.startswith("text/html") and self.settings.x_frame_options != "unset":
+            # Gitea >= 1.26: [security] X_FRAME_OPTIONS (default SAMEORIGIN) on its web pages
+            self.send_header("X-Frame-Options", self.settings.x_frame_options)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
@@ -135,6 +139,12 @@ class Handler(BaseHTTPRequestHandler):
                 return self.installer_stub(path)
             if path == "/" and method == "GET":
                 return self.home()
+            if path == "/user/login" and method == "GET":
+                return self.login_page()
+            if path == "/user/login" and method == "POST":
+                return self.login_post()
+            if path == mail.SEND_PATH and method == "POST":
+                return self.private_send_mail()
             if path == "/metrics" and method == "GET" and self.settings.metrics_enabled:
                 return self.metrics()
             if path == "/api/v1/version" and method == "GET":
@@ -176,12 +186,64 @@ a few of Gitea's endpoints so the deployment can be tested where Gitea itself ca
         else:
             self.send(404, "404 Not Found (installation stage)\n", "text/plain;charset=utf-8")
 
+    def login_page(self, status=200, error=""):
+        title = html.escape(NAME)
+        note = f"<p class=\"error\">{html.escape(error)}</p>" if error else ""
+        self.send(status, f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Sign In - {title}</title></head>
+<body><h1>{title}: sign in (not Gitea)</h1>{note}
+<form method="post" action="/user/login"><input name="user_name"> <input name="password" type="password">
+<button>Sign In</button></form></body></html>
+""", "text/html;charset=utf-8")
+
+    def login_post(self):
+        """Gitea's SignInPost (routers/web/auth/auth.go), minus sessions and CSRF: a failure is
+        logged `Failed authentication attempt for USER from IP: ERR` and the form comes back (200)."""
+        form = urllib.parse.parse_qs(self._body.decode(errors="replace"))
+        username = (form.get("user_name") or [""])[0]
+        password = (form.get("password") or [""])[0]
+        conn = store.connect(self.settings)
+        try:
+            user = store.get_user(conn, username)
+        finally:
+            conn.close()
+        if user is None or not store.check_password(user, password):
+            err = (f"user does not exist [uid: 0, name: {username}]" if user is None
+                   else f"user's password is invalid [name: {user['name']}]")
+            log.info(f"Failed authentication attempt for {username} from {self.remote()}: {err}", "auth")
+            return self.login_page(200, "Username or password is incorrect.")
+        self.send(303, "", "text/html;charset=utf-8", {"Location": self.settings.root_url})
+
+    def private_send_mail(self):
+        """routers/private/mail.go SendEmail: internal token, then one queued message per address."""
+        if not mail.authorised(self.settings, self.headers.get("X-Gitea-Internal-Auth")):
+            return self.send(403, "Forbidden\n", "text/plain;charset=utf-8")
+        if not self.settings.mailer.enabled:
+            return self.send_json(500, {"err": "Mail service is not enabled."})
+        body = self.read_json()
+        if not isinstance(body, dict):
+            return self.send_json(500, {"err": "invalid JSON"})
+        conn = store.connect(self.settings)
+        try:
+            users = store.list_users(conn)
+        finally:
+            conn.close()
+        wanted = body.get("To") or []
+        if wanted:
+            by_name = {u["name"].lower(): u for u in users}
+            emails = [by_name[n.lower()]["email"] for n in wanted if n.lower() in by_name and by_name[n.lower()]["email"]]
+        else:
+            emails = [u["email"] for u in users if u["email"] and u["is_active"]]
+        for address in emails:
+            self.mail_queue.push(address, str(body.get("Subject") or ""), str(body.get("Message") or ""))
+        self.send(200, str(len(emails)), "text/plain;charset=utf-8")
+
     # ------------------------------------------------------------ health and metrics
 
     def healthz(self):
         if not self.settings.install_lock:
-            # Gitea's install-stage answer: pass, no checks
-            return self._health({"status": "pass", "description": "Gitea: Installation stage"})
+            # Gitea: no checks before INSTALL_LOCK ("checks" omitted), the same description
+            return self._health({"status": "pass", "description": self.settings.app_name})
         db = {"status": "pass", "time": _now_rfc3339()}
         try:
             store.ping(self.settings)
@@ -191,7 +253,7 @@ a few of Gitea's endpoints so the deployment can be tested where Gitea itself ca
         cache = {"status": "pass", "time": _now_rfc3339()}
         status = "pass" if db["status"] == "pass" else "fail"
         # key order and the indent are Gitea's (Go's json.MarshalIndent of its struct/map)
-        self._health({"status": status, "description": "Gitea: Git with a cup of tea",
+        self._health({"status": status, "description": self.settings.app_name,
                       "checks": {"cache:ping": [cache], "database:ping": [db]}})
 
     def _health(self, payload):
@@ -238,10 +300,11 @@ a few of Gitea's endpoints so the deployment can be tested where Gitea itself ca
         finally:
             conn.close()
         if user is None or not store.check_password(user, password):
-            reason = "user does not exist" if user is None else "user's password is invalid"
-            # the line shape fail2ban's gitea filter matches
-            log.warn(f"Failed authentication attempt for {username} from {self.remote()}: {reason}", "auth")
-            self.api_error(401, f"{reason} [name: {username}]")
+            # services/auth/basic.go: an unknown user is not logged; a wrong password is logged
+            # WITHOUT the client's address (so fail2ban's Gitea filter never sees API failures)
+            if user is not None:
+                log.error(f"UserSignIn: user's password is invalid [name: {user['name']}]", "auth")
+            self.api_error(401, "invalid username, password or token")
             return None
         if not user["is_active"]:
             self.api_error(403, "This account is not activated.")
@@ -384,6 +447,8 @@ def serve(settings, port=None):
         log.warn("INSTALL_LOCK is false: installation stage (the stand-in has no installer)", "cmd")
 
     Handler.settings = settings
+    settings.mailer.warn_insecure()
+    Handler.mail_queue = mail.Queue(settings)
     http_port = port or settings.http_port
     httpd = _HTTPServer((settings.http_addr, http_port), Handler)
     servers = [httpd]
