@@ -13,7 +13,8 @@ from pyinfra.facts.files import File
 from pyinfra.operations import files, server
 
 from tasks.common import LoginAccount, owned_directory, template
-from tasks.secrets import LAYOUT, secrets_dir
+from tasks.secrets import layout, secrets_dir
+from tasks.settings import gitea_config
 
 
 def compose_file(data) -> str:
@@ -33,12 +34,97 @@ def database(data) -> dict:
     }
 
 
+MAILER_PORTS = {"smtps": 465, "smtp+starttls": 587, "smtp": 25}
+
+
+def mailer(data) -> dict[tuple[str, str], str]:
+    """[mailer] from the mailer_* settings: off while mailer_host is None."""
+    if not data.get("mailer_host"):
+        return {("mailer", "ENABLED"): "false"}
+    protocol = data.get("mailer_protocol")
+    found = {
+        ("mailer", "ENABLED"): "true",
+        ("mailer", "PROTOCOL"): protocol,
+        ("mailer", "SMTP_ADDR"): data.get("mailer_host"),
+        ("mailer", "SMTP_PORT"): str(data.get("mailer_port") or MAILER_PORTS[protocol]),
+        ("mailer", "FROM"): data.get("mailer_from") or f"gitea@{data.get('gitea_domain')}",
+    }
+    if data.get("mailer_user"):
+        found[("mailer", "USER")] = data.get("mailer_user")
+        found[("mailer", "PASSWD__FILE")] = "/run/secrets/mailer_password"
+    return found
+
+
+def deploy_config(data) -> dict[tuple[str, str], str]:
+    """The app.ini values the deploy sets, (section, KEY or KEY__FILE) -> value. The keys of
+    gitea_config.OWNED among them are the deploy's alone; the others are defaults gitea_config may
+    override ([server] LFS_START_SERVER, [security] MIN_PASSWORD_LENGTH, [session] PROVIDER)."""
+    db = database(data)
+    bool_text = gitea_config.text
+    return {
+        # The root section is "" (GITEA____APP_NAME): GITEA__DEFAULT__ would write a [default] section
+        # that Gitea never reads, and the site title would stay Gitea's own.
+        ("", "APP_NAME"): data.get("gitea_app_name"),
+        ("database", "DB_TYPE"): "postgres",
+        ("database", "HOST"): db["address"],
+        ("database", "SSL_MODE"): db["ssl_mode"],
+        ("database", "NAME"): "gitea",
+        ("database", "USER"): "gitea",
+        ("database", "PASSWD__FILE"): "/run/secrets/db_password",
+        ("server", "DOMAIN"): data.get("gitea_domain"),
+        ("server", "ROOT_URL"): f"https://{data.get('gitea_domain')}/",
+        # Since 1.26 Gitea makes links from the request's Host header by default ("auto"); nginx is the
+        # default server for any name and passes Host and X-Forwarded-Proto, so "auto" or "legacy" would
+        # put a client's Host into links. "never": always ROOT_URL (go-gitea/gitea#36785).
+        ("server", "PUBLIC_URL_DETECTION"): "never",
+        ("server", "HTTP_PORT"): "3000",
+        ("server", "SSH_DOMAIN"): data.get("gitea_domain"),
+        ("server", "SSH_PORT"): str(data.get("git_ssh_port")),
+        ("server", "SSH_LISTEN_PORT"): "2222",
+        ("server", "START_SSH_SERVER"): "true",
+        ("server", "LFS_START_SERVER"): "true",
+        ("server", "LFS_JWT_SECRET__FILE"): "/run/secrets/lfs_jwt_secret",
+        ("security", "INSTALL_LOCK"): "true",
+        ("security", "SECRET_KEY__FILE"): "/run/secrets/secret_key",
+        ("security", "INTERNAL_TOKEN__FILE"): "/run/secrets/internal_token",
+        ("security", "MIN_PASSWORD_LENGTH"): "12",
+        # Explicit, never Gitea's default (in a container it trusted every address, go-gitea/gitea#14959):
+        # nginx reaches Gitea from loopback or the Compose network's gateway, nobody else may.
+        ("security", "REVERSE_PROXY_TRUSTED_PROXIES"): f"127.0.0.0/8,::1/128,{data.get('compose_subnet')}",
+        ("oauth2", "JWT_SECRET__FILE"): "/run/secrets/jwt_secret",
+        ("service", "DISABLE_REGISTRATION"): bool_text(bool(data.get("gitea_disable_registration"))),
+        ("service", "REQUIRE_SIGNIN_VIEW"): bool_text(bool(data.get("gitea_require_signin_view"))),
+        ("session", "PROVIDER"): "db",
+        ("metrics", "ENABLED"): "true",
+        ("metrics", "TOKEN__FILE"): "/run/secrets/metrics_token",
+        **mailer(data),
+    }
+
+
+def environment(data) -> dict[str, str]:
+    """Gitea's GITEA__* variables: the deploy's own settings with the operator's gitea_config laid
+    over them. An operator key replaces the deploy's value of the same app.ini key (inline or
+    __FILE); a key the deploy owns cannot be replaced (validation refuses it; this refuses it again)."""
+    operator = gitea_config.render(data)
+    own: dict[tuple[str, str], str] = {}
+    for (section, key), value in deploy_config(data).items():
+        base, file = (key[:-len(gitea_config.FILE_SUFFIX)], True) if key.endswith(gitea_config.FILE_SUFFIX) \
+            else (key, False)
+        if (section, base) in operator.keys:
+            if gitea_config.owned(section, base):
+                raise ValueError(f"gitea_config.{section}.{base} is set by the deploy")
+            continue
+        own[gitea_config.variable(section, base, file)] = value
+    return {**own, **operator.environment}
+
+
 def contexts(data) -> dict[str, dict]:
     """The compose template's context beyond host data (the unit tests render with it too)."""
     return {"gitea/compose.yaml.j2": {
         "secrets_dir": secrets_dir(data),
-        "secret_names": sorted(LAYOUT),
+        "secret_names": sorted(layout(data)),
         "database": database(data),
+        "gitea_environment": environment(data),
     }}
 
 

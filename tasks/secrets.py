@@ -26,12 +26,37 @@ LAYOUT = {
 }
 
 
+GITEA_ONLY = ("gitea_uid", "gitea_uid", "400")
+
+
 def layout(data) -> dict[str, tuple[str, str, str]]:
-    """LAYOUT for this host: with an external database (database_endpoint) no PostgreSQL container
-    reads db_password, so Gitea owns it; the operator supplies it (RDS made it) instead of the deploy."""
+    """The secrets of this host: LAYOUT; with an external database (database_endpoint) no PostgreSQL
+    container reads db_password, so Gitea owns it; with mailer_user the SMTP password; and the files
+    the operator's gitea_config reads (gitea_secrets). All are mounted into the Gitea container."""
+    found = dict(LAYOUT)
     if data.get("database_endpoint"):
-        return {**LAYOUT, "db_password": ("gitea_uid", "gitea_uid", "400")}
-    return dict(LAYOUT)
+        found["db_password"] = GITEA_ONLY
+    if data.get("mailer_user"):
+        found["mailer_password"] = GITEA_ONLY
+    for name in sorted(data.get("gitea_secrets") or {}):
+        found[name] = GITEA_ONLY
+    return found
+
+
+def operator_supplied(data) -> dict[str, str]:
+    """The secrets only the operator has (name -> what to put there): the deploy never invents them,
+    it stops until the file exists (require_operator_secret). Every other secret is generated once."""
+    found = {}
+    if data.get("database_endpoint"):
+        found["db_password"] = ("the external database's password (RDS: the master user secret's password; "
+                                "docs/runbooks/deploy.md, An external database)")
+    if data.get("mailer_user"):
+        found["mailer_password"] = (f"the SMTP password of mailer_user {data.get('mailer_user')} "
+                                    "(docs/runbooks/configure.md, Mail)")
+    for name, source in sorted((data.get("gitea_secrets") or {}).items()):
+        if source == "operator":
+            found[name] = f"the value gitea_config reads from {name} (docs/runbooks/configure.md, Secrets)"
+    return found
 
 
 def secrets_dir(data) -> str:
@@ -72,11 +97,11 @@ def secrets():
     files.directory(name="Data root", path=host.data.data_root, user="root", group="root", mode="755")
     files.directory(name="Secrets directory", path=secrets_dir(host.data), user="root", group="root", mode="700")
 
+    supplied = operator_supplied(host.data)
     for name, (owner, group, mode) in layout(host.data).items():
         path = f"{secrets_dir(host.data)}/{name}"
-        if name == "db_password" and host.data.database_endpoint:
-            require_operator_secret(path, "the external database's password (RDS: the master user secret's "
-                                          "password; docs/runbooks/deploy.md, An external database)")
+        if name in supplied:
+            require_operator_secret(path, supplied[name])
         else:
             generate_once(path)
         files.file(name=f"Mode of {name}", path=path, mode=mode)

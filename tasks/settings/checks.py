@@ -112,7 +112,7 @@ def pinned_image(value: str) -> str | None:
     if match["digest"]:
         return None
     if not match["tag"]:
-        return "has no tag: pin a version (e.g. gitea/gitea:1.24.6-rootless), never latest"
+        return "has no tag: pin a version (e.g. gitea/gitea:1.27.3-rootless), never latest"
     if match["tag"] == "latest":
         return f"tag {match['tag']!r} is not a pinned version"
     return None
@@ -292,3 +292,33 @@ def log_size(value: str) -> str | None:
 def not_root(value: int) -> str | None:
     """A container uid: never 0, within the kernel's uid range."""
     return None if 0 < value < 2**31 else "must not be root"
+
+
+# mailer checks (Gitea's [mailer])
+
+def mail_host(value: str) -> str | None:
+    """The SMTP server: a DNS name (one label allowed: a Compose service) or an IP address."""
+    if _url_host(value) or _ip_address(value):
+        return None
+    return "is not a host name or IP address (e.g. email-smtp.eu-central-1.amazonaws.com)"
+
+
+_DISPLAY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 '-]{0,62}")
+
+
+def mail_from(value: str) -> str | None:
+    """An address, optionally with a display name: gitea@example.com or `Example Git <gitea@example.com>`
+    (Gitea parses it with Go's net/mail; the name is kept to letters, digits, space, ' and -)."""
+    name, _, address = value.partition(" <")
+    if address:
+        if not (address.endswith(">") and _DISPLAY_NAME.fullmatch(name) and name == name.strip()):
+            return "must be name@domain or `Display Name <name@domain>` (the name of letters, digits, space, ' -)"
+        value = address[:-1]
+    return email(value)
+
+
+def smtp_user(value: str) -> str | None:
+    # SES's SMTP user names look like access key IDs, other providers use an address.
+    if re.fullmatch(r"[A-Za-z0-9@._+=:%/-]{1,256}", value):
+        return None
+    return "must be 1-256 of letters, digits and @ . _ + = : % / -"

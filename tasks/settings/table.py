@@ -11,9 +11,9 @@ from typing import Any, Callable
 
 from tasks.settings.checks import (
     absolute_path, aws_region, bounded, cidr, cron_schedule, display_text, domain_name, email, endpoint_url,
-    host_port, https_url, key_prefix, key_secret, log_size, not_a_real_aws_key, not_root, path_below_root,
-    pem_certificates, percentage, pinned_image, port, s3_bucket, size, snapshot_id, ssm_path, time_zone,
-    username,
+    host_port, https_url, key_prefix, key_secret, log_size, mail_from, mail_host, not_a_real_aws_key, not_root,
+    one_of, path_below_root, pem_certificates, percentage, pinned_image, port, s3_bucket, size, smtp_user,
+    snapshot_id, ssm_path, time_zone, username,
 )
 
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
@@ -51,8 +51,9 @@ SETTINGS: tuple[Setting, ...] = (
             bounded(1, 100)),
     # gitea: the Compose stack
     Setting("gitea_domain", "gitea", str, REQUIRED, "Public FQDN users reach Gitea at (lower case).", domain_name),
-    Setting("gitea_image", "gitea", str, "docker.gitea.com/gitea:1.24.6-rootless",
-            "Gitea image (the rootless variant). Pinned: patch releases only without a person.",
+    Setting("gitea_image", "gitea", str, "docker.gitea.com/gitea:1.27.3-rootless",
+            "Gitea image (the rootless variant). Pinned: patch releases only without a person "
+            "(1.27.3: the newest patch of the supported 1.27 line).",
             pinned_image),
     Setting("postgres_image", "gitea", str, "docker.io/library/postgres:17.6-trixie",
             "PostgreSQL image. Pin the major: a major bump needs a dump and restore.", pinned_image),
@@ -86,6 +87,34 @@ SETTINGS: tuple[Setting, ...] = (
             "uid of postgres in the PostgreSQL image (image contract); the deploy refuses a host where a "
             "login account has it.",
             not_root),
+    # gitea: any other app.ini option (tasks/settings/gitea_config.py, docs/runbooks/configure.md)
+    Setting("gitea_config", "gitea", dict, {},
+            "Any other app.ini option, {section: {KEY: value}} (\"\" is the root section), rendered as "
+            "GITEA__section__KEY over the deploy's own settings. Values are str, int, float or bool; the keys the "
+            "deploy sets are refused with the setting to use; secrets never inline: KEY__FILE: \"<name>\" from "
+            "gitea_secrets."),
+    Setting("gitea_secrets", "gitea", dict, {},
+            "Secret files gitea_config's KEY__FILE entries read, {name: \"generate\" | \"operator\"}: generated "
+            "once on the host (random, never regenerated), or put by you at <data_root>/secrets/<name> (the "
+            "deploy stops until it is there). Mounted in the Gitea container at /run/secrets/<name>."),
+    # gitea: mail ([mailer]); off while mailer_host is None
+    Setting("mailer_host", "gitea", (str, type(None)), None,
+            "SMTP server Gitea sends mail through (password resets, notifications). None: mail is off.",
+            mail_host),
+    Setting("mailer_protocol", "gitea", str, "smtps",
+            "smtps (TLS from the first byte, RFC 8314's choice for submission), smtp+starttls (port 587 "
+            "upgraded with STARTTLS) or smtp (no TLS: a relay on a private network only, never with a password).",
+            one_of("smtps", "smtp+starttls", "smtp")),
+    Setting("mailer_port", "gitea", (int, type(None)), None,
+            "SMTP port. None: the protocol's (smtps 465, smtp+starttls 587, smtp 25). Terraform's "
+            "smtp_egress_port must be the same.", port),
+    Setting("mailer_from", "gitea", (str, type(None)), None,
+            "Sender address (`name@domain` or `Name <name@domain>`; with SES a verified identity). "
+            "None: gitea@<gitea_domain>.", mail_from),
+    Setting("mailer_user", "gitea", (str, type(None)), None,
+            "SMTP user name (SES: the SMTP credentials' user). Set: its password is the file you put at "
+            "<data_root>/secrets/mailer_password (GITEA__mailer__PASSWD__FILE). None: no authentication.",
+            smtp_user),
     # nginx + certbot: the HTTPS front door
     Setting("acme_email", "certbot", str, REQUIRED, "ACME account e-mail (expiry notices).", email),
     Setting("acme_server", "certbot", str, LETSENCRYPT,

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from pyinfra.api.exceptions import PyinfraError
 
+from tasks.settings import gitea_config
 from tasks.settings.table import BY_NAME, REQUIRED, SETTINGS, defaults
 
 
@@ -130,8 +131,24 @@ def backup_is_complete(data: dict[str, Any]) -> list[str]:
     return found
 
 
+def gitea_config_is_valid(data: dict[str, Any]) -> list[str]:
+    """gitea_config and gitea_secrets together (a KEY__FILE names a declared secret)."""
+    return gitea_config.problems(data["gitea_config"], data["gitea_secrets"])
+
+
+def mail_is_whole(data: dict[str, Any]) -> list[str]:
+    if not data["mailer_host"]:
+        # Mail is off: a mailer setting given anyway is a half-done configuration, not a default.
+        return [f"{key}: {data[key]!r} is set but mail is off: set mailer_host too (or remove {key})"
+                for key in ("mailer_port", "mailer_from", "mailer_user") if data[key] is not None]
+    if data["mailer_user"] and data["mailer_protocol"] == "smtp":
+        return ["mailer_protocol: 'smtp' sends mailer_user's password unencrypted: use smtps or smtp+starttls"]
+    return []
+
+
 CROSS_CHECKS: tuple[Callable[[dict[str, Any]], list[str]], ...] = (
-    ports_are_distinct, sudo_matches_user, database_has_ca, backup_is_complete,
+    ports_are_distinct, sudo_matches_user, database_has_ca, backup_is_complete, gitea_config_is_valid,
+    mail_is_whole,
 )
 
 

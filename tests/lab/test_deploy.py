@@ -178,7 +178,7 @@ def test_killed_deploy_is_finished_by_the_next(lab_host, tmp_path):
     next test's final deploy converges it back.
     """
     title = "Gitea after a killed deploy"
-    assert gitea_env().get("GITEA__DEFAULT__APP_NAME") != title
+    assert gitea_env().get("GITEA____APP_NAME") != title
     sh(HOLD_UP)
     log = tmp_path / "killed-deploy.log"
     try:
@@ -203,13 +203,13 @@ def test_killed_deploy_is_finished_by_the_next(lab_host, tmp_path):
     assert run.returncode == -signal.SIGKILL
     # What the kill left: the file has the new title, the running Gitea the old one.
     assert title in sh("cat /srv/gitea/compose.yaml")
-    assert gitea_env().get("GITEA__DEFAULT__APP_NAME") != title
+    assert gitea_env().get("GITEA____APP_NAME") != title
 
     result = deploy(NAME, "--data", f"gitea_app_name={title}")
     print(f"deploy after the kill: {result['totals']} in {result['seconds']:.0f} s")
     assert result["returncode"] == 0, result["log"][-4000:]
     assert any("Start the stack" in name for name in changed_ops(result)), changed_ops(result)
-    assert gitea_env()["GITEA__DEFAULT__APP_NAME"] == title
+    assert gitea_env()["GITEA____APP_NAME"] == title
     want = sh("docker compose -f /srv/gitea/compose.yaml config --hash gitea").split()[1]
     label = sh("docker inspect gitea-gitea-1 --format '{{index .Config.Labels \"com.docker.compose.config-hash\"}}'")
     assert label.strip() == want

@@ -22,6 +22,7 @@ from pyinfra.api.command import StringCommand
 from pyinfra.connectors.util import make_unix_command
 
 from tasks import certbot, common, gitea, secrets, settings
+from tasks.settings import gitea_config
 from tests.conftest import skip_because
 from tests.unit.render import render, sample_data
 
@@ -66,12 +67,12 @@ HOSTILE = [
     ("backup_schedule", "15 * * * *\n"),
     ("backup_schedule", "@hourly\n"),
     ("backup_schedule", "15\t*\t*\t*\t*"),
-    ("gitea_image", "docker.gitea.com/gitea:1.24.6-rootless\n"),
-    ("gitea_image", "docker.gitea.com/gitea:1.24.6 --privileged"),
+    ("gitea_image", "docker.gitea.com/gitea:1.27.3-rootless\n"),
+    ("gitea_image", "docker.gitea.com/gitea:1.27.3 --privileged"),
     ("gitea_image", "gitea/gitea:$(id)"),
-    ("gitea_image", 'gitea/gitea:1.24"'),
-    ("gitea_image", "gitea/Gitea:1.24"),
-    ("gitea_image", "gitea//gitea:1.24"),
+    ("gitea_image", 'gitea/gitea:1.27"'),
+    ("gitea_image", "gitea/Gitea:1.27"),
+    ("gitea_image", "gitea//gitea:1.27"),
     ("gitea_image", "gitea/gitea:latest"),
     ("gitea_image", "gitea/gitea"),
     ("postgres_image", "postgres@sha256:abc"),
@@ -123,7 +124,8 @@ def test_hostile_value_is_refused_naming_the_key(key, value):
 # Good values of the settings that default to None (acme_ca_bundle is PEM text: lines by nature).
 SAMPLES = {"s3_endpoint": "http://127.0.0.1:5050", "backup_aws_access_key_id": "lab-key",
            "backup_aws_secret_access_key": "lab-secret", "ssm_parameter_path": "/gitea/prod",
-           "backup_local_repository": "/srv/gitea/backup/restic", "database_endpoint": "db.example.com:5432"}
+           "backup_local_repository": "/srv/gitea/backup/restic", "database_endpoint": "db.example.com:5432",
+           "mailer_host": "smtp.example.com", "mailer_from": "Git <gitea@example.com>", "mailer_user": "AKIAEXAMPLE"}
 
 
 def test_no_check_lets_a_newline_through():
@@ -176,17 +178,39 @@ def compose_env(**data) -> dict:
 def test_awkward_app_name_is_accepted_and_round_trips_through_compose(name):
     assert settings.problems({**GOOD, "gitea_app_name": name}) == []
     env = compose_env(gitea_app_name=name)
-    assert compose_interpolate(env["GITEA__DEFAULT__APP_NAME"]) == name
+    assert compose_interpolate(env["GITEA____APP_NAME"]) == name
     # The value opened no key of its own: the environment is the one the default renders.
     assert set(env) == set(compose_env())
 
 
+@pytest.mark.parametrize("value", [v for v in APP_NAMES if gitea_config.problems({"ui.meta": {"DESCRIPTION": v}}) == []])
+def test_awkward_gitea_config_value_round_trips_through_compose(value):
+    """Any app.ini value from gitea_config arrives exactly: quotes, #, :, YAML syntax, `$`."""
+    config = {"ui.meta": {"DESCRIPTION": value}}
+    assert settings.problems({**GOOD, "gitea_config": config}) == []
+    env = compose_env(gitea_config=config)
+    assert compose_interpolate(env["GITEA__ui_0X2E_meta__DESCRIPTION"]) == value
+    assert set(env) == set(compose_env()) | {"GITEA__ui_0X2E_meta__DESCRIPTION"}
+
+
+@pytest.mark.parametrize("config", [
+    {"ui": {"X": "a\nGITEA__security__INSTALL_LOCK: false"}},    # a new line, a new variable
+    {"ui": {"X\nGITEA__security__INSTALL_LOCK": "false"}},       # the same through the key
+    {"ui\nGITEA__security": {"INSTALL_LOCK": "false"}},           # ...and through the section
+    {"ui": {"X: y\n  Z": "1"}},
+    {"ui": {"X__FILE": "../../etc/shadow"}},                     # a file outside the secrets
+])
+def test_hostile_gitea_config_is_refused(config):
+    found = settings.problems({**GOOD, "gitea_config": config, "gitea_secrets": {}})
+    assert found and all(line.startswith("gitea_config") for line in found), found
+
+
 @pytest.mark.parametrize("image", [
-    "127.0.0.1:5000/lab/gitea-standin:1.24.6",
-    "registry.example.com:5000/team/gitea__x-y.z:1.24.6-rootless",
-    "[::1]:5000/gitea:1.24.6",
+    "127.0.0.1:5000/lab/gitea-standin:1.27.3",
+    "registry.example.com:5000/team/gitea__x-y.z:1.27.3-rootless",
+    "[::1]:5000/gitea:1.27.3",
     "docker.gitea.com/gitea@sha256:" + "0123456789abcdef" * 4,
-    "docker.gitea.com/gitea:1.24.6-rootless@sha256:" + "f" * 64,
+    "docker.gitea.com/gitea:1.27.3-rootless@sha256:" + "f" * 64,
 ])
 def test_legal_image_references_are_accepted_and_carried_exactly(image):
     assert settings.pinned_image(image) is None

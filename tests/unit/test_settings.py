@@ -73,8 +73,8 @@ def test_good_data_passes():
         ("restore_snapshot", "newest", "restore_snapshot: 'newest' must be latest or a snapshot ID"),
         ("restore_snapshot", 12345678, "restore_snapshot: 12345678 is a number: pass the ID as a JSON string"),
         # whitelists matched in full (issue 8 section 2; more in tests/unit/test_hostile_input.py)
-        ("gitea_image", "gitea/gitea:1.24.6\n", "gitea_image: 'gitea/gitea:1.24.6\\n' is not an image reference"),
-        ("gitea_image", "gitea/Gitea:1.24.6", "gitea_image: 'gitea/Gitea:1.24.6' is not an image reference"),
+        ("gitea_image", "gitea/gitea:1.27.3\n", "gitea_image: 'gitea/gitea:1.27.3\\n' is not an image reference"),
+        ("gitea_image", "gitea/Gitea:1.27.3", "gitea_image: 'gitea/Gitea:1.27.3' is not an image reference"),
         ("gitea_image", "gitea/gitea@sha256:1234", "gitea_image: 'gitea/gitea@sha256:1234' is not an image reference"),
         ("gitea_domain", "git.example.com\n", "gitea_domain: 'git.example.com\\n' is not a valid fully qualified"),
         ("acme_email", "ops@example.com;id", "acme_email: 'ops@example.com;id' is not a valid e-mail address"),
@@ -82,6 +82,21 @@ def test_good_data_passes():
         ("gitea_app_name", "Gitea\nX: y", "gitea_app_name: 'Gitea\\nX: y' holds '\\n': control and format"),
         ("database_endpoint", "db.example.com", "database_endpoint: 'db.example.com' is not host:port"),
         ("database_endpoint", "db.example.com:0", "database_endpoint: 'db.example.com:0' is not host:port"),
+        # the app.ini passthrough (full cases: tests/unit/test_gitea_config.py) and mail
+        ("gitea_config", [("ui", {})], "gitea_config: [('ui', {})] is a list, expected dict"),
+        ("gitea_config", {"server": {"ROOT_URL": "https://x.example.com/"}},
+         "gitea_config.server.ROOT_URL: is set by the deploy: use gitea_domain"),
+        ("gitea_config", {"cache": {"HOST__FILE": "redis"}}, "secret 'redis' is not declared in gitea_secrets"),
+        ("gitea_secrets", {"restic_password": "operator"}, "gitea_secrets.restic_password: is one of the deploy's"),
+        ("gitea_secrets", "redis", "gitea_secrets: 'redis' is a str, expected dict"),
+        ("mailer_host", "smtp.example.com\n", "mailer_host: 'smtp.example.com\\n' is not a host name or IP"),
+        ("mailer_host", "smtp.example.com:465", "is not a host name or IP address"),
+        ("mailer_protocol", "ssl", "mailer_protocol: 'ssl' must be one of smtps, smtp+starttls, smtp"),
+        ("mailer_port", "465", "mailer_port: '465' is a str, expected int or None"),
+        ("mailer_port", 465, "mailer_port: 465 is set but mail is off: set mailer_host too"),
+        ("mailer_from", "gitea@example.com", "mailer_from: 'gitea@example.com' is set but mail is off"),
+        ("mailer_user", "AKIAEXAMPLE", "mailer_user: 'AKIAEXAMPLE' is set but mail is off"),
+        ("mailer_user", "me with spaces", "mailer_user: 'me with spaces' must be 1-256 of letters"),
     ],
 )
 def test_bad_value_is_named(key, value, message):
@@ -103,6 +118,28 @@ def test_backups_need_a_repository_and_retention_that_keeps_something():
     assert settings.problems({**no_repository, "backup_local_repository": "/srv/gitea/backup/restic"}) == []
     keep_nothing = {**GOOD, **{f"backup_keep_{k}": 0 for k in ("hourly", "daily", "weekly", "monthly")}}
     assert any("retention keeps nothing" in p for p in settings.problems(keep_nothing))
+
+
+@pytest.mark.parametrize("value, message", [
+    ("Git <gitea@example.com", "mailer_from: 'Git <gitea@example.com' must be name@domain or"),
+    ("<gitea@example.com>", "is not a valid e-mail address"),
+    ('"Git" <gitea@example.com>', "must be name@domain or `Display Name <name@domain>`"),
+    ("Git <gitea@example.com>\nBcc: x@evil.example", "must be name@domain or"),
+    ("gitea@example.com\r\n", "is not a valid e-mail address"),
+])
+def test_mailer_from_is_an_address_gitea_parses(value, message):
+    found = settings.problems({**GOOD, "mailer_host": "smtp.example.com", "mailer_from": value})
+    assert any(message in line for line in found), found
+
+
+def test_mail_settings_that_go_together():
+    mail = {**GOOD, "mailer_host": "email-smtp.eu-central-1.amazonaws.com"}
+    assert settings.problems(mail) == []
+    assert settings.problems({**mail, "mailer_from": "Example Git <git@example.com>", "mailer_port": 2465,
+                              "mailer_user": "AKIAIOSFODNN7EXAMPLE", "mailer_protocol": "smtps"}) == []
+    assert settings.problems({**mail, "mailer_user": "relay", "mailer_protocol": "smtp"}) == [
+        "mailer_protocol: 'smtp' sends mailer_user's password unencrypted: use smtps or smtp+starttls"]
+    assert settings.problems({**mail, "mailer_protocol": "smtp", "mailer_port": 2525}) == []  # a private relay
 
 
 def test_every_setting_is_documented_and_defaults_pass_their_checks():
@@ -157,8 +194,8 @@ def test_deploy_py_catches_data_overrides(tmp_path):
 # --- the image reference grammar, unknown keys, RDS mode ---------------------------------------
 
 @pytest.mark.parametrize("image", [
-    "docker.gitea.com/gitea:1.24.6-rootless", "docker.io/library/postgres:17.6-trixie",
-    "127.0.0.1:5000/lab/gitea-standin:1.24.6", "127.0.0.1:5000/lab/postgres:17", "gitea/gitea:1.24.6",
+    "docker.gitea.com/gitea:1.27.3-rootless", "docker.io/library/postgres:17.6-trixie",
+    "127.0.0.1:5000/lab/gitea-standin:1.27.3", "127.0.0.1:5000/lab/postgres:17", "gitea/gitea:1.27.3",
     "localhost:5000/a/b/c:v1_2.3-x", "registry.example.com/a__b.c-d---e:1", "postgres:17",
     "postgres@sha256:" + "a" * 64, "registry.example.com:443/x/y:1@sha256:" + "0" * 64,
 ])

@@ -9,6 +9,7 @@ import jinja2
 import pytest
 import yaml
 
+from tasks import gitea
 from tasks.secrets import LAYOUT
 from tests.unit.render import render, render_with, sample_data
 
@@ -144,3 +145,80 @@ def test_the_local_database_is_on_the_private_network_without_tls():
     env = compose["services"]["gitea"]["environment"]
     assert (env["GITEA__database__HOST"], env["GITEA__database__SSL_MODE"]) == ("db:5432", "disable")
     assert "PGSSLROOTCERT" not in env and "ports" not in compose["services"]["db"]
+
+
+# --- Gitea's app.ini environment: one context function (tasks/gitea.py), gitea_config over it --
+
+def gitea_env(**values) -> dict:
+    return yaml.safe_load(render("gitea/compose.yaml.j2", **values))["services"]["gitea"]["environment"]
+
+
+def test_gitea_environment_is_the_context_functions():
+    data = sample_data(gitea_config={"ui": {"DEFAULT_THEME": "gitea-dark"}})
+    env = gitea_env(gitea_config=data["gitea_config"])
+    assert {k: v for k, v in env.items() if k.startswith("GITEA__")} == gitea.environment(data)
+    assert set(env) - set(gitea.environment(data)) == {"USER"}
+
+
+def test_site_title_is_the_root_section_and_links_come_from_root_url():
+    env = gitea_env(gitea_app_name="Example Git")
+    assert env["GITEA____APP_NAME"] == "Example Git"
+    assert not [k for k in env if k.upper().startswith("GITEA__DEFAULT__")]  # a junk [default] section
+    assert env["GITEA__server__PUBLIC_URL_DETECTION"] == "never"
+    assert env["GITEA__security__REVERSE_PROXY_TRUSTED_PROXIES"] == "127.0.0.0/8,::1/128,172.30.0.0/24"
+
+
+def test_operator_config_is_laid_over_the_deploys_defaults_and_mounts_its_secrets():
+    compose = yaml.safe_load(render(
+        "gitea/compose.yaml.j2",
+        gitea_config={"session": {"PROVIDER": "redis", "PROVIDER_CONFIG__FILE": "redis_session"},
+                      "security": {"MIN_PASSWORD_LENGTH": 16}, "server": {"LFS_START_SERVER": False},
+                      "ui.meta": {"DESCRIPTION": "Costs $5"}, "camo": {"HMAC_KEY__FILE": "camo_hmac"}},
+        gitea_secrets={"redis_session": "operator", "camo_hmac": "generate"}))
+    env = compose["services"]["gitea"]["environment"]
+    assert env["GITEA__session__PROVIDER"] == "redis"
+    assert env["GITEA__session__PROVIDER_CONFIG__FILE"] == "/run/secrets/redis_session"
+    assert env["GITEA__security__MIN_PASSWORD_LENGTH"] == "16"
+    assert env["GITEA__server__LFS_START_SERVER"] == "false"
+    assert env["GITEA__ui_0X2E_meta__DESCRIPTION"] == "Costs $$5"  # Compose makes it one $
+    assert env["GITEA__server__ROOT_URL"] == "https://git.example.com/"  # the deploy's keys stay
+    assert {"redis_session", "camo_hmac"} <= set(compose["services"]["gitea"]["secrets"])
+    assert compose["secrets"]["redis_session"] == {"file": "/srv/gitea/secrets/redis_session"}
+    assert set(compose["secrets"]) == set(LAYOUT) | {"redis_session", "camo_hmac"}
+
+
+def test_an_operator_file_replaces_the_deploys_inline_value_of_the_same_key():
+    env = gitea_env(gitea_config={"session": {"PROVIDER__FILE": "provider"}}, gitea_secrets={"provider": "operator"})
+    assert env["GITEA__session__PROVIDER__FILE"] == "/run/secrets/provider"
+    assert "GITEA__session__PROVIDER" not in env  # two variables for one key: which wins is undefined
+
+
+def test_a_key_the_deploy_owns_is_never_rendered_from_gitea_config():
+    # Validation refuses it first (tests/unit/test_gitea_config.py); the renderer refuses it again.
+    with pytest.raises(ValueError, match="gitea_config.server.ROOT_URL is set by the deploy"):
+        gitea.environment(sample_data(gitea_config={"server": {"ROOT_URL": "https://evil.example.com/"}}))
+
+
+def test_mail_is_off_until_a_host_is_set():
+    env = gitea_env()
+    assert env["GITEA__mailer__ENABLED"] == "false"
+    assert not [k for k in env if k.startswith("GITEA__mailer__") and k != "GITEA__mailer__ENABLED"]
+
+
+@pytest.mark.parametrize("values, mailer", [
+    ({"mailer_host": "email-smtp.eu-central-1.amazonaws.com", "mailer_user": "AKIAIOSFODNN7EXAMPLE"},
+     {"ENABLED": "true", "PROTOCOL": "smtps", "SMTP_ADDR": "email-smtp.eu-central-1.amazonaws.com",
+      "SMTP_PORT": "465", "FROM": "gitea@git.example.com", "USER": "AKIAIOSFODNN7EXAMPLE",
+      "PASSWD__FILE": "/run/secrets/mailer_password"}),
+    ({"mailer_host": "smtp.example.net", "mailer_protocol": "smtp+starttls", "mailer_from": "Git <git@example.com>"},
+     {"ENABLED": "true", "PROTOCOL": "smtp+starttls", "SMTP_ADDR": "smtp.example.net", "SMTP_PORT": "587",
+      "FROM": "Git <git@example.com>"}),
+    ({"mailer_host": "10.0.0.25", "mailer_protocol": "smtp", "mailer_port": 2525},
+     {"ENABLED": "true", "PROTOCOL": "smtp", "SMTP_ADDR": "10.0.0.25", "SMTP_PORT": "2525",
+      "FROM": "gitea@git.example.com"}),
+])
+def test_mailer_settings_render_mailer(values, mailer):
+    compose = yaml.safe_load(render("gitea/compose.yaml.j2", **values))
+    env = compose["services"]["gitea"]["environment"]
+    assert {k.removeprefix("GITEA__mailer__"): v for k, v in env.items() if k.startswith("GITEA__mailer__")} == mailer
+    assert ("mailer_password" in compose["secrets"]) == ("USER" in mailer)
