@@ -64,6 +64,7 @@ ENVIRONMENT_KEYS = frozenset({
     "acme_server", "acme_ca_bundle",
     "gitea_image", "postgres_image",
     "s3_endpoint", "backup_aws_access_key_id", "backup_aws_secret_access_key",
+    "mailer_host", "mailer_port", "mailer_protocol",
     # An external PostgreSQL's address and CA (Terraform gives RDS's endpoint; the lab its stand-in's).
     "database_endpoint", "database_ca_bundle",
 })

@@ -7,6 +7,10 @@
     api.pebble_root("gitea-lab-1")        # pebble's current root CA (PEM); new after every reboot
     api.down(["gitea-lab-1"])
 
+The shared mail server every host's Gitea sends through (lab/mail.py), read by tests:
+    from lab import mail
+    mail.messages()                       # [{"envelope_from", "envelope_to", "from", "to", "subject", ...}]
+
 A real external PostgreSQL (what RDS is to the deploy), TLS only, on the lab network:
     db = api.rds_up("prod")              # {"endpoint": "IP:5432", "ca": PEM, "password": ...}
     api.rds_down("prod")
@@ -22,6 +26,7 @@ import subprocess
 
 from lab import LabError
 from lab import images as _images
+from lab import mail as _mail
 from lab import registry, state as _state
 from lab.config import (DEFAULT_ADMIN_PORT, IMAGES_MODES, LABEL_ADMIN_PORT, LABEL_HOST, LABEL_ROLE, NETWORK,
                         REGISTRY_VOLUME, SIDECARS)
@@ -89,6 +94,7 @@ def up(names: list[str], *, admin_port: int = DEFAULT_ADMIN_PORT, mode: str | No
     ensure_pebble_cert()
     ensure_network(NETWORK, {LABEL_ROLE: "network"})
     refs = images(mode)
+    _mail.ensure()  # the shared SMTP server every host's Gitea mails through (lab/mail.py)
     base = _images.ensure("host")  # the base image + the container-only fix in lab/images/host
     labels = _hosts.expected_labels(base, key_fingerprint(pubkey), admin_port)
     entries = {}

@@ -7,12 +7,17 @@ differences from production are written once (inventories/sources.py ENVIRONMENT
 from __future__ import annotations
 
 from lab import REPO
+from lab import mail
 
 ACME_SERVER = "https://127.0.0.1:14000/dir"  # pebble, in each host's network namespace
 # The emulated AWS (moto) answers on 127.0.0.1:5050 in every host and takes any static key;
 # production's instance role gives restic and boto3 their keys.
 S3_ENDPOINT = "http://127.0.0.1:5050"
 AWS_KEYS = {"backup_aws_access_key_id": "lab-moto-key", "backup_aws_secret_access_key": "lab-moto-not-secret"}
+# Mail: the lab's own SMTP server (lab/mail.py) on the lab network, which stores every message so
+# tests can read it. Plain SMTP without a login, as a relay on a private network; production
+# names its provider (SES, ...) with smtps and a user whose password the operator puts in place.
+MAILER = {"mailer_protocol": "smtp", "mailer_port": 25}
 # The operator's values (group_data/prod.py in production).
 OPERATOR = {"gitea_admin_email": "gitadmin@lab.test", "acme_email": "ops@lab.test"}
 
@@ -30,5 +35,7 @@ def overrides(state: dict, name: str) -> dict:
         "postgres_image": state["images"]["postgres"],
         "s3_endpoint": S3_ENDPOINT,
         **AWS_KEYS,
+        "mailer_host": mail.where()["host"],  # its address on the lab network (running since `up`)
+        **MAILER,
         **OPERATOR,
     }

@@ -56,6 +56,14 @@ def ensure() -> dict:
         return where
 
 
+def where() -> dict:
+    """The running mail server's address (what `up` started); LabError if it is not running."""
+    info = container(MAIL_CONTAINER)
+    if not running(info):
+        raise LabError(f"the lab's mail server {MAIL_CONTAINER} is not running (run `python -m lab up NAME`)")
+    return _address(info)
+
+
 def messages() -> list[dict]:
     """Every message the server stored, oldest first (see lab/images/mail/lab-mail)."""
     cp = docker("exec", MAIL_CONTAINER, "lab-mail", "list", check=False, timeout=60)

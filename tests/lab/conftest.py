@@ -19,3 +19,25 @@ def lab_engine():
     except (RuntimeError, subprocess.SubprocessError, OSError) as error:
         skip_because(f"no Docker engine could be started: {error}")
     return api
+
+
+# One converged lab host for the modules that only need a deployed, healthy host and change
+# nothing the others look at (mail, read-only checks). Brought up and deployed once per session,
+# on first use, and removed at the end; modules that reboot, break or destroy their host keep
+# their own (test_deploy, test_backup, test_prod_inventory).
+SHARED_HOST = "gitea-lab-shared"
+
+
+@pytest.fixture(scope="session")
+def converged_host(lab_engine):
+    from lab import api
+    from lab.converge import deploy
+
+    api.down([SHARED_HOST])  # a stale host from an interrupted run
+    api.up([SHARED_HOST])
+    result = deploy(SHARED_HOST)
+    if result["returncode"] != 0 or result["totals"]["error"]:
+        api.down([SHARED_HOST])
+        pytest.fail(f"{SHARED_HOST}: the deploy failed\n{result['log'][-4000:]}")
+    yield {"name": SHARED_HOST, **api.state()["hosts"][SHARED_HOST]}
+    api.down([SHARED_HOST])
