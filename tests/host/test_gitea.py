@@ -69,3 +69,50 @@ def test_data_directories_owned_by_container_uids(target):
 def test_git_ssh_port_is_gitea(target):
     banner = target.sudo(f"timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{target.data['git_ssh_port']}; head -c 64 <&3'").stdout
     assert banner.startswith("SSH-2.0-") and "OpenSSH" not in banner
+
+
+def app_ini(target) -> dict[str, dict[str, str]]:
+    """Gitea's app.ini as Gitea reads it (section -> KEY -> value; "" is the root section). Read as
+    root: Gitea keeps it 0600 for its own uid."""
+    import configparser
+
+    text = target.compose("exec -T -u 0 gitea cat /etc/gitea/app.ini").stdout
+    parser = configparser.RawConfigParser(default_section="\0none", interpolation=None, strict=False,
+                                          delimiters=("=",), comment_prefixes=("#", ";"))
+    parser.optionxform = str  # keys keep their case
+    parser.read_string("[\0root]\n" + text)
+    ini = {("" if s == "\0root" else s): dict(parser.items(s)) for s in parser.sections()}
+    for section in ini.values():
+        for key, value in section.items():
+            if len(value) > 1 and value[0] == value[-1] and value[0] in "`\"":  # go-ini's quoting
+                section[key] = value[1:-1]
+    return ini
+
+
+def test_site_title_reaches_gitea(target):
+    """gitea_app_name lands in app.ini's root section (GITEA____APP_NAME), not a [default] section,
+    and Gitea reports it: /api/healthz's description is APP_NAME."""
+    ini = app_ini(target)
+    assert ini[""].get("APP_NAME") == target.data["gitea_app_name"]
+    assert "default" not in ini, ini.get("default")
+    out = target.sudo(f"curl -fsS http://127.0.0.1:{target.data['gitea_http_port']}/api/healthz").stdout
+    assert json.loads(out)["description"] == target.data["gitea_app_name"]
+
+
+def test_operator_config_reaches_app_ini(target):
+    """Every gitea_config entry is in app.ini as written; a KEY__FILE holds its secret file's value."""
+    config = target.data.get("gitea_config") or {}
+    if not config:
+        print(f"{target.name}: no gitea_config: nothing to check")
+        return
+    ini = app_ini(target)
+    for section, entries in config.items():
+        for key, value in entries.items():
+            if key.endswith("__FILE"):
+                key = key[:-len("__FILE")]
+                value = target.sudo(f"cat {target.data['data_root']}/secrets/{value}").stdout.rstrip("\n")
+                assert value, f"secret file of [{section}] {key} is empty"
+            elif isinstance(value, bool):
+                value = "true" if value else "false"
+            assert ini.get(section, {}).get(key) == str(value), (section, key)
+    assert ini["server"]["PUBLIC_URL_DETECTION"] == "never"
