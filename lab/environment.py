@@ -6,8 +6,7 @@ differences from production are written once (inventories/sources.py ENVIRONMENT
 
 from __future__ import annotations
 
-from lab import REPO
-from lab import mail
+from lab import REPO, mail
 
 ACME_SERVER = "https://127.0.0.1:14000/dir"  # pebble, in each host's network namespace
 # The emulated AWS (moto) answers on 127.0.0.1:5050 in every host and takes any static key;

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import json
 
-from lab import LabError
-from lab import images
+from lab import LabError, images
 from lab.config import LABEL_ROLE, MAIL_CONTAINER, MAIL_PORT, NETWORK, SIDECAR_TIMEOUT
 from lab.engine import container, docker, logs, remove_containers, running
 from lab.util import GiveUp, locked, say, wait_until

@@ -628,9 +628,11 @@ def test_sendmail_mails_every_active_user_through_the_smtp_server(stack):
     cp = gitea("admin", "sendmail", "--title", subject, "--content", "Back by 22:00.", "--force")
     assert cp.returncode == 0, cp.stderr
     assert cp.stdout == f"Sent {len(emails)} email(s) to all users\n"
-    got = wait_for("every message stored by the SMTP server",
-                   lambda: (lambda ms: ms if len(ms) >= len(emails) else None)(
-                       [m for m in mails() if m["subject"] == subject]), timeout=30)
+    def all_stored():
+        ms = [m for m in mails() if m["subject"] == subject]
+        return ms if len(ms) >= len(emails) else None
+
+    got = wait_for("every message stored by the SMTP server", all_stored, timeout=30)
     assert {to for m in got for to in m["envelope_to"]} == emails
     for m in got:
         assert m["envelope_from"] == MAIL_FROM

@@ -328,7 +328,9 @@ class Mailer:
     service at all (Gitea's MailService == nil)."""
 
     def __init__(self, ini, app_name):
-        g = lambda key, default="": ini.get("mailer", key, default) or default  # noqa: E731
+        def g(key, default=""):
+            return ini.get("mailer", key, default) or default
+
         self.enabled = parse_bool(g("ENABLED"), False)
         self.name = g("NAME", app_name)
         # kept as written: Gitea's Key.In() result is discarded, an unknown value ends up an SMTP sender

@@ -175,5 +175,5 @@ class Queue:
                 deliver(self.settings.mailer, msg)
             except MailError as e:
                 log.error(f"Failed to send emails [{msg['To']}]: {e}", "mailer")
-            except Exception as e:  # keep the queue alive whatever one message does
+            except Exception as e:  # noqa: BLE001 - keep the queue alive whatever one message does
                 log.error(f"Failed to send emails [{msg['To']}]: {type(e).__name__}: {e}", "mailer")
