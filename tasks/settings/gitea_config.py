@@ -69,6 +69,8 @@ _GENERATED = "a secret the deploy generates once (tasks/secrets.py) and passes a
 _MAILER = "the mailer settings (mailer_host, mailer_port, mailer_protocol, mailer_from, mailer_user)"
 
 # (section, KEY) -> what sets it instead. A whole section when KEY is None.
+_FRONT_DOOR = "templates/nginx/gitea-https.conf.j2: nginx sends X-Frame-Options and hides Gitea's"
+
 OWNED: dict[tuple[str, str | None], str] = {
     # The root section. APP_NAME is the site title; RUN_USER must be the name the compose file gives the
     # container's uid (USER, Gitea refuses to run otherwise); WORK_PATH is the image's /var/lib/gitea.
@@ -123,8 +125,10 @@ OWNED: dict[tuple[str, str | None], str] = {
     ("mailer", "HOST"): "mailer_host and mailer_port (HOST is the deprecated form of SMTP_ADDR:SMTP_PORT)",
     ("mailer", "MAILER_TYPE"): "mailer_protocol (MAILER_TYPE is the deprecated form of PROTOCOL)",
     ("mailer", "IS_TLS_ENABLED"): "mailer_protocol (IS_TLS_ENABLED is the deprecated form of PROTOCOL)",
-    # Moved in Gitea 1.26: the old place is ignored.
-    ("cors", "X_FRAME_OPTIONS"): "[security] X_FRAME_OPTIONS (moved there in Gitea 1.26)",
+    # nginx sends X-Frame-Options itself and hides Gitea's (docs/concepts/front-door.md), so Gitea's
+    # setting would silently do nothing; [cors] is where it lived before Gitea 1.26.
+    ("security", "X_FRAME_OPTIONS"): _FRONT_DOOR,
+    ("cors", "X_FRAME_OPTIONS"): _FRONT_DOOR + " ([cors] X_FRAME_OPTIONS moved to [security] in Gitea 1.26)",
 }
 
 # A key named like a secret: the last word of the name, or a SECRET anywhere in it

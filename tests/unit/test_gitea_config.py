@@ -168,7 +168,8 @@ def test_nothing_configured_renders_nothing():
                                                     "mailer_host"),
     ({"mailer": {"PASSWD__FILE": "smtp"}}, "use mailer_user"),
     ({"mailer": {"HOST": "smtp.example.com:465"}}, "use mailer_host and mailer_port"),
-    ({"cors": {"X_FRAME_OPTIONS": "DENY"}}, "use [security] X_FRAME_OPTIONS (moved there in Gitea 1.26)"),
+    ({"cors": {"X_FRAME_OPTIONS": "DENY"}}, "([cors] X_FRAME_OPTIONS moved to [security] in Gitea 1.26)"),
+    ({"security": {"X_FRAME_OPTIONS": "DENY"}}, "nginx sends X-Frame-Options and hides Gitea's"),
     # names
     ({"DEFAULT": {"APP_NAME": "x"}}, 'gitea_config.DEFAULT: the root section is "" (rendered GITEA____KEY)'),
     ({"default": {"APP_NAME": "x"}}, 'gitea_config.default: the root section is ""'),
