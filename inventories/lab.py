@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from inventories import sources
-from lab import environment
 from inventories.precedence import checked_hosts
+from lab import environment
 from tasks.settings import SettingsError
 
 _REPO = Path(__file__).resolve().parents[1]

@@ -24,15 +24,33 @@ import os
 import shutil
 import subprocess
 
-from lab import LabError
+from lab import LabError, registry
+from lab import hosts as _hosts
 from lab import images as _images
 from lab import mail as _mail
-from lab import registry, state as _state
-from lab.config import (DEFAULT_ADMIN_PORT, IMAGES_MODES, LABEL_ADMIN_PORT, LABEL_HOST, LABEL_ROLE, NETWORK,
-                        REGISTRY_VOLUME, SIDECARS)
-from lab.engine import (container, containers_with_label, docker, ensure_engine, ensure_network, inspect,
-                        logs, remove_containers, remove_volumes, volumes_with_label)
-from lab import hosts as _hosts
+from lab import state as _state
+from lab.config import (
+    DEFAULT_ADMIN_PORT,
+    IMAGES_MODES,
+    LABEL_ADMIN_PORT,
+    LABEL_HOST,
+    LABEL_ROLE,
+    NETWORK,
+    REGISTRY_VOLUME,
+    SIDECARS,
+)
+from lab.engine import (
+    container,
+    containers_with_label,
+    docker,
+    ensure_engine,
+    ensure_network,
+    inspect,
+    logs,
+    remove_containers,
+    remove_volumes,
+    volumes_with_label,
+)
 from lab.secrets import PEBBLE_CERT, PEBBLE_DIR, SSH_KEY, ensure_pebble_cert, ensure_ssh_key, key_fingerprint
 from lab.util import Timer, locked, rel, say
 
@@ -109,7 +127,7 @@ def up(names: list[str], *, admin_port: int = DEFAULT_ADMIN_PORT, mode: str | No
                 _hosts.remove_host(name)
                 say(f"{name}: creating from {base}")
                 _hosts.create(name, base, labels, admin_port)
-                info = _booted(name, admin_port, aws, setup=lambda: _hosts.cloud_init(name, pubkey, admin_port))
+                info = _booted(name, admin_port, aws, setup=lambda name=name: _hosts.cloud_init(name, pubkey, admin_port))
             entries[name] = _hosts.entry(name, info, admin_port, aws)
             say(f"{name}: ready in {t}")
     new = _state.update(top=_top(mode, refs), hosts=entries)

@@ -33,7 +33,7 @@ def ensure_engine(timeout: float = ENGINE_TIMEOUT) -> str:
         raise LabError("no docker engine: install Debian's docker.io (`make host-packages`)")
     LAB_DIR.mkdir(parents=True, exist_ok=True)
     say(f"starting dockerd (log: {DOCKERD_LOG})")
-    log = open(DOCKERD_LOG, "ab")
+    log = open(DOCKERD_LOG, "ab")  # noqa: SIM115 (dockerd keeps writing to it after we return)
     log.write(f"\n--- lab: dockerd started {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
     log.flush()
     proc = subprocess.Popen(

@@ -29,7 +29,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 async def _relay(client_r, client_w, target: tuple[str, int]) -> None:
     try:
         upstream_r, upstream_w = await asyncio.wait_for(asyncio.open_connection(*target), timeout=10)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         client_w.close()  # the client sees a closed connection, as with a dead server
         return
     await asyncio.gather(_pipe(client_r, upstream_w), _pipe(upstream_r, client_w))

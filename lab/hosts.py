@@ -10,11 +10,27 @@ import socket
 import subprocess
 from pathlib import Path
 
-from lab import LAB_DIR, LabError
-from lab import forward, images
-from lab.config import (AWS_PREFIX, HOST_PORT_RANGE, HOST_RUN_FLAGS, LABEL_ADMIN_PORT, LABEL_AWS, LABEL_HOST,
-                        LABEL_IMAGE, LABEL_KEY, LABEL_ROLE, LABEL_SPEC, MOTO_PORT, NETWORK, PUBLISHED,
-                        REGISTRY_VOLUME, SIDECAR_TIMEOUT, SIDECARS, SSH_TIMEOUT, SYSTEMD_TIMEOUT)
+from lab import LAB_DIR, LabError, forward, images
+from lab.config import (
+    AWS_PREFIX,
+    HOST_PORT_RANGE,
+    HOST_RUN_FLAGS,
+    LABEL_ADMIN_PORT,
+    LABEL_AWS,
+    LABEL_HOST,
+    LABEL_IMAGE,
+    LABEL_KEY,
+    LABEL_ROLE,
+    LABEL_SPEC,
+    MOTO_PORT,
+    NETWORK,
+    PUBLISHED,
+    REGISTRY_VOLUME,
+    SIDECAR_TIMEOUT,
+    SIDECARS,
+    SSH_TIMEOUT,
+    SYSTEMD_TIMEOUT,
+)
 from lab.engine import container, docker, logs, remove_containers, remove_volumes, running
 from lab.secrets import PEBBLE_DIR, SSH_KEY
 from lab.state import host_entry, known_hosts_lines
@@ -180,14 +196,14 @@ def reusable(name: str, labels: dict[str, str], admin_port: int) -> dict | None:
 
 
 def create(name: str, base: str, labels: dict[str, str], admin_port: int) -> dict:
-    for mount, vol in volumes(name).items():
+    for vol in volumes(name).values():
         docker("volume", "create", "--label", f"{LABEL_HOST}={name}", vol)
     label_args = [a for k, v in {**labels, LABEL_HOST: name}.items() for a in ("--label", f"{k}={v}")]
     last = None
     for _attempt in range(5):  # a chosen port may be grabbed before docker binds it: pick again
         ports = pick_ports(len(PUBLISHED), _ports_reserved())
         publish = []
-        for port, cport in zip(ports, PUBLISHED.values()):
+        for port, cport in zip(ports, PUBLISHED.values(), strict=True):
             publish += ["-p", f"127.0.0.1:{port}:{admin_port if cport is None else cport}"]
         cp = docker(
             "run", "-d", "--name", name, "--hostname", name, *label_args,

@@ -17,8 +17,7 @@ from __future__ import annotations
 import secrets as _random
 import shutil
 
-from lab import LAB_DIR, LabError
-from lab import images
+from lab import LAB_DIR, LabError, images
 from lab.config import LABEL_ROLE, NETWORK, SIDECAR_TIMEOUT
 from lab.engine import container, docker, logs, remove_containers, running
 from lab.hosts import validate_name

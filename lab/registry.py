@@ -7,10 +7,16 @@ import json
 import urllib.error
 import urllib.request
 
-from lab import LabError
-from lab.config import (LABEL_ROLE, REGISTRY_CONTAINER, REGISTRY_IN_HOST, REGISTRY_VOLUME,
-                        SIDECAR_TIMEOUT, STANDIN_IMAGES, UPSTREAM_IMAGES)
-from lab import images
+from lab import LabError, images
+from lab.config import (
+    LABEL_ROLE,
+    REGISTRY_CONTAINER,
+    REGISTRY_IN_HOST,
+    REGISTRY_VOLUME,
+    SIDECAR_TIMEOUT,
+    STANDIN_IMAGES,
+    UPSTREAM_IMAGES,
+)
 from lab.engine import container, docker, image_id, inspect, logs, remove_containers, running
 from lab.util import Timer, locked, say, wait_until
 
@@ -88,7 +94,7 @@ def publish_standins() -> dict[str, str]:
     """Build the stand-in images and push each to the lab registry unless it already holds that digest."""
     with locked("registry"):
         port = ensure_outer()
-        for key, (name, repo, rtag) in STANDIN_IMAGES.items():
+        for name, repo, rtag in STANDIN_IMAGES.values():
             local = images.ensure(name)
             want = image_id(local)
             if pushed_config_digest(port, repo, rtag) == want:

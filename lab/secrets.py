@@ -1,8 +1,8 @@
 """Lab-generated key material, all under .lab/ (gitignored): the operator's SSH key and pebble's
 listener certificate. Generated once, reused; never committed."""
 
-import hashlib
 import base64
+import hashlib
 import os
 
 from lab import LAB_DIR, LabError

@@ -25,8 +25,9 @@ def host_entry(*, ip: str, admin_ssh_port: int, ssh_port: int, https_port: int, 
     """One host's entry. `admin_ssh_port`: the admin sshd's port inside the host (`up --admin-port`;
     `ssh_port` is where 127.0.0.1 publishes it). `aws` (only when set): the shared emulated AWS its
     moto sidecar relays to."""
-    entry = {"ip": ip, "admin_ssh_port": int(admin_ssh_port), "ssh_port": int(ssh_port), "https_port": int(https_port), "http_port": int(http_port),
-             "git_ssh_port": int(git_ssh_port), "known_hosts": known_hosts}
+    entry = {"ip": ip, "admin_ssh_port": int(admin_ssh_port), "ssh_port": int(ssh_port),
+             "https_port": int(https_port), "http_port": int(http_port), "git_ssh_port": int(git_ssh_port),
+             "known_hosts": known_hosts}
     if aws:
         entry["aws"] = aws
     return entry

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import configparser
 import datetime
+import itertools
 import re
 import shlex
 from io import StringIO
@@ -183,7 +184,7 @@ def schedule_interval(schedule: str) -> int:
 
     fields = schedule.split()
     minutes, hours, days, months = (expand(f, lo, hi) for f, lo, hi in
-                                    zip(fields, (0, 0, 1, 1), (59, 23, 31, 12)))
+                                    zip(fields[:4], (0, 0, 1, 1), (59, 23, 31, 12), strict=True))
     weekdays = {d % 7 for d in expand(fields[4], 0, 7)}
     start = datetime.datetime(2025, 1, 1)  # any year; 400 days cover every monthly schedule twice
     any_day, any_weekday = fields[2] == "*", fields[4] == "*"
@@ -197,7 +198,7 @@ def schedule_interval(schedule: str) -> int:
         if not ((in_month and in_week) if (any_day or any_weekday) else (in_month or in_week)):
             continue
         runs += [(day * 1440 + h * 60 + m) * 60 for h in sorted(hours) for m in sorted(minutes)]
-    gaps = [b - a for a, b in zip(runs, runs[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(runs)]
     return max(gaps) if gaps else 366 * 86400
 
 

@@ -11,5 +11,9 @@ def skip_because(reason: str):
 
 
 # Under CI=true a skipped lab or Terraform test fails the run (tests/ci_strict.py).
-from tests.ci_strict import (pytest_collectreport, pytest_runtest_logreport,  # noqa: E402,F401
-                             pytest_sessionfinish, pytest_terminal_summary)
+from tests.ci_strict import (  # noqa: E402,F401
+    pytest_collectreport,
+    pytest_runtest_logreport,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)

@@ -120,7 +120,7 @@ class Config:
     aws_env: dict[str, str]
 
     @classmethod
-    def from_env(cls, values: dict[str, str]) -> "Config":
+    def from_env(cls, values: dict[str, str]) -> Config:
         """Every GITEA_BACKUP_* key is required (an optional value is written empty); a missing
         one raises ValueError naming it. AWS_* values are passed on to restic and boto3."""
         missing = [f"GITEA_BACKUP_{key}" for key in ENV_KEYS if f"GITEA_BACKUP_{key}" not in values]
@@ -418,7 +418,7 @@ def job_lock(path: str, what: str):
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
-            raise LockedError(f"{what}: another run holds {path} ({holder}); not starting a second one")
+            raise LockedError(f"{what}: another run holds {path} ({holder}); not starting a second one") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{what}, pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
@@ -498,7 +498,7 @@ def clear_marker(cfg: Config) -> None:
     fsync_directory(os.path.dirname(cfg.pause_marker))
 
 
-def resume_interrupted(cfg: Config, stack: "Stack", state: dict | None = None) -> bool:
+def resume_interrupted(cfg: Config, stack: Stack, state: dict | None = None) -> bool:
     """With the job lock held: a marker means a run died while Gitea was stopped. Start Gitea,
     wait until it is healthy, remove the marker. True if there was one."""
     marker = read_marker(cfg)
@@ -754,7 +754,7 @@ def first_repository(outcomes: dict, reachable: dict) -> tuple[str | None, bool]
 
 
 def _backup(cfg: Config, tags: list[str], at: str | None, state: dict, outcomes: dict, restics: dict,
-            stack: "Stack") -> int:
+            stack: Stack) -> int:
     reachable = {}
     for name, outcome in outcomes.items():
         why = s3_reachable(outcome.repo) if outcome.repo.remote else None

@@ -17,8 +17,22 @@ import shutil
 import time
 from pathlib import Path
 
-from gitea_backup import (Config, JobError, Restic, Stack, atomic_write, guarded, job_lock, load_config, load_state,
-                          log, pick_snapshot, s3_reachable, save_state, ssm_password)
+from gitea_backup import (
+    Config,
+    JobError,
+    Restic,
+    Stack,
+    atomic_write,
+    guarded,
+    job_lock,
+    load_config,
+    load_state,
+    log,
+    pick_snapshot,
+    s3_reachable,
+    save_state,
+    ssm_password,
+)
 
 # Secrets that belong to this host, not to the backup: db_password is the one this host's database
 # cluster was initialised with (pg_dump does not carry role passwords); restic_password is what

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
-from typing import Callable
+from collections.abc import Callable
 
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
@@ -216,7 +216,7 @@ def cron_schedule(value: str) -> str | None:
     if not re.fullmatch(r"[0-9*,/-]+(?: +[0-9*,/-]+){4}", value):
         return "is not a cron schedule: five fields (e.g. 15 * * * *) or @hourly/@daily/..."
     fields = value.split()
-    for text, (what, low, high) in zip(fields, _CRON_FIELDS):
+    for text, (what, low, high) in zip(fields, _CRON_FIELDS, strict=True):
         for part in text.split(","):
             span, _, step = part.partition("/")
             bounds = [] if span == "*" else span.split("-")

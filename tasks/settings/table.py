@@ -6,14 +6,42 @@ data precedence applies (all < group < host < --data); nothing else declares one
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tasks.settings.checks import (
-    absolute_path, aws_region, bounded, cidr, cron_schedule, display_text, domain_name, email, endpoint_url,
-    host_port, https_url, key_prefix, key_secret, log_size, mail_from, mail_host, not_a_real_aws_key, not_root,
-    one_of, path_below_root, pem_certificates, percentage, pinned_image, port, s3_bucket, size, smtp_user,
-    snapshot_id, ssm_path, time_zone, username,
+    absolute_path,
+    aws_region,
+    bounded,
+    cidr,
+    cron_schedule,
+    display_text,
+    domain_name,
+    email,
+    endpoint_url,
+    host_port,
+    https_url,
+    key_prefix,
+    key_secret,
+    log_size,
+    mail_from,
+    mail_host,
+    not_a_real_aws_key,
+    not_root,
+    one_of,
+    path_below_root,
+    pem_certificates,
+    percentage,
+    pinned_image,
+    port,
+    s3_bucket,
+    size,
+    smtp_user,
+    snapshot_id,
+    ssm_path,
+    time_zone,
+    username,
 )
 
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"

@@ -10,8 +10,9 @@ stops the run with one line per bad key.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from functools import cache
-from typing import Any, Callable
+from typing import Any
 
 from pyinfra.api.exceptions import PyinfraError
 

@@ -20,7 +20,6 @@ import testinfra
 from tasks import REPO
 
 
-
 def pytest_addoption(parser):
     group = parser.getgroup("gitea-deploy host checks")
     group.addoption("--inventory", help="pyinfra inventory file naming the hosts to check")

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 
-
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]

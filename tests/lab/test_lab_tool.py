@@ -10,7 +10,6 @@ import time
 
 import pytest
 
-
 pytestmark = pytest.mark.lab
 
 NAME = "gitea-lab-t1"

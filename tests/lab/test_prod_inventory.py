@@ -25,8 +25,8 @@ import pytest
 
 from inventories import sources
 from lab import api, environment
-from lab.rds import connections as rds_connections
 from lab.converge import REPO, deploy, host_checks
+from lab.rds import connections as rds_connections
 
 pytestmark = pytest.mark.lab
 

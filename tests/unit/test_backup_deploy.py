@@ -151,8 +151,8 @@ def test_aws_credentials_are_written_by_a_serializer_that_keeps_awkward_values_w
 
 
 def test_cron_runs_the_job_on_the_schedule_quietly():
-    line = [l for l in render("backup/gitea-backup.j2", backup_schedule="*/30 * * * *").splitlines()
-            if l and not l.startswith("#") and "=" not in l]
+    line = [row for row in render("backup/gitea-backup.j2", backup_schedule="*/30 * * * *").splitlines()
+            if row and not row.startswith("#") and "=" not in row]
     assert line == ["*/30 * * * * root /usr/local/sbin/gitea-backup --quiet >/dev/null 2>&1; "
                     "/usr/local/sbin/gitea-backup --quiet resume >/dev/null 2>&1"]
 
@@ -166,7 +166,7 @@ def test_the_boot_unit_resumes_after_docker_and_is_enabled_at_boot():
 
 def test_node_exporter_listens_on_loopback_with_the_textfile_directory():
     unit = render("node_exporter/gitea-deploy.conf.j2", node_exporter_port=9101)
-    exec_start = [l for l in unit.splitlines() if l.startswith("ExecStart=/")]
+    exec_start = [row for row in unit.splitlines() if row.startswith("ExecStart=/")]
     assert len(exec_start) == 1 and "ExecStart=\n" in unit  # the packaged command is replaced, not added to
     assert "--web.listen-address=127.0.0.1:9101 " in exec_start[0]
     assert "--collector.textfile.directory=/var/lib/prometheus/node-exporter " in exec_start[0]

@@ -283,7 +283,7 @@ def test_resume_starts_gitea_only_when_a_dead_run_left_the_marker(cfg, monkeypat
     assert job.resume(cfg) == 0
     assert stack.running and not stack.marker() and [c for c, _ in stack.calls] == ["start", "healthy"]
     assert job.load_state(cfg)["last_resume"] > 0
-    assert "gitea_backup_last_resume_timestamp_seconds " in open(cfg.metrics_file).read()
+    assert "gitea_backup_last_resume_timestamp_seconds " in Path(cfg.metrics_file).read_text()
 
 
 def test_resume_leaves_a_live_run_alone(cfg, monkeypatch):

@@ -11,7 +11,6 @@ from lab import cli, config, images, state
 from lab.hosts import pick_ports, ports_of
 from lab.secrets import key_fingerprint
 
-
 # --- content tags ---------------------------------------------------------------------------------
 
 def _tree(tmp_path, files):
@@ -182,7 +181,7 @@ def test_adding_a_command_is_one_function(monkeypatch):
 
 
 def test_images_mode_from_env(monkeypatch):
-    from lab import api, LabError
+    from lab import LabError, api
 
     monkeypatch.delenv("LAB_IMAGES", raising=False)
     assert api.images_mode() == "standin"
