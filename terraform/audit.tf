@@ -1,101 +1,44 @@
 # CloudTrail (enable_cloudtrail): one multi-region trail with log file validation into its own
-# private, versioned, TLS-only bucket. For accounts that have no trail yet.
+# private, versioned, TLS-only bucket (modules/private-bucket). For accounts that have no trail yet.
 
 locals {
   trail_name        = "${var.name}-audit"
   trail_bucket_name = "${var.name}-cloudtrail-${local.account_id}-${local.region}"
   trail_arn         = "arn:${local.partition}:cloudtrail:${local.region}:${local.account_id}:trail/${local.trail_name}"
+  # Built, not read from the module: the bucket's policy (a module input) names it.
+  trail_bucket_arn = "arn:${local.partition}:s3:::${local.trail_bucket_name}"
 }
 
-resource "aws_s3_bucket" "cloudtrail" {
-  # checkov:skip=CKV_AWS_144: cross-region replication of audit logs is an organisation-level decision (an Organizations trail into a log-archive account is the grown-up version); this bucket is for single accounts.
-  # checkov:skip=CKV_AWS_18: access logging of the audit bucket would need yet another bucket; CloudTrail data is integrity-checked with log file validation.
-  # checkov:skip=CKV2_AWS_62: no consumer for S3 event notifications on audit logs.
-  # checkov:skip=CKV_AWS_145: CloudTrail log files are encrypted with SSE-S3; SSE-KMS would need a key policy for cloudtrail.amazonaws.com and adds cost without changing who can read them.
-  count = var.enable_cloudtrail ? 1 : 0
+module "cloudtrail_bucket" {
+  # Why this bucket skips what the module's checkov skips: cross-region replication of audit logs is
+  # an organisation-level decision (an Organizations trail into a log-archive account is the grown-up
+  # version); access logging of the audit bucket would need yet another bucket (log file validation
+  # checks the trail's integrity); no consumer for event notifications; SSE-S3, because SSE-KMS
+  # would need a key policy for cloudtrail.amazonaws.com and adds cost without changing who can read.
+  source = "./modules/private-bucket"
+  count  = var.enable_cloudtrail ? 1 : 0
 
-  bucket = local.trail_bucket_name
+  bucket           = local.trail_bucket_name
+  policy_documents = [data.aws_iam_policy_document.cloudtrail_bucket[0].json]
+  # This bucket's policy has never denied TLS < 1.2 (the other two do); adding that statement is a
+  # policy change of its own, not part of moving the bucket into the module.
+  minimum_tls_version = null
 
-  tags = { Name = local.trail_bucket_name }
+  lifecycle_rules = [{
+    id                                 = "expire-audit-logs"
+    expiration_days                    = var.cloudtrail_retention_days
+    noncurrent_version_expiration_days = 30
+  }]
 }
 
-resource "aws_s3_bucket_ownership_controls" "cloudtrail" {
-  count = var.enable_cloudtrail ? 1 : 0
-
-  bucket = aws_s3_bucket.cloudtrail[0].id
-
-  rule {
-    object_ownership = "BucketOwnerEnforced"
-  }
-}
-
-resource "aws_s3_bucket_public_access_block" "cloudtrail" {
-  count = var.enable_cloudtrail ? 1 : 0
-
-  bucket = aws_s3_bucket.cloudtrail[0].id
-
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_versioning" "cloudtrail" {
-  count = var.enable_cloudtrail ? 1 : 0
-
-  bucket = aws_s3_bucket.cloudtrail[0].id
-
-  versioning_configuration {
-    status = "Enabled"
-  }
-}
-
-resource "aws_s3_bucket_server_side_encryption_configuration" "cloudtrail" {
-  count = var.enable_cloudtrail ? 1 : 0
-
-  bucket = aws_s3_bucket.cloudtrail[0].id
-
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm = "AES256"
-    }
-  }
-}
-
-resource "aws_s3_bucket_lifecycle_configuration" "cloudtrail" {
-  count = var.enable_cloudtrail ? 1 : 0
-
-  bucket = aws_s3_bucket.cloudtrail[0].id
-
-  rule {
-    id     = "expire-audit-logs"
-    status = "Enabled"
-
-    filter {}
-
-    expiration {
-      days = var.cloudtrail_retention_days
-    }
-
-    noncurrent_version_expiration {
-      noncurrent_days = 30
-    }
-
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 7
-    }
-  }
-
-  depends_on = [aws_s3_bucket_versioning.cloudtrail]
-}
-
+# CloudTrail's own statements; the module adds the TLS-only one.
 data "aws_iam_policy_document" "cloudtrail_bucket" {
   count = var.enable_cloudtrail ? 1 : 0
 
   statement {
     sid       = "CloudTrailAclCheck"
     actions   = ["s3:GetBucketAcl"]
-    resources = [aws_s3_bucket.cloudtrail[0].arn]
+    resources = [local.trail_bucket_arn]
 
     principals {
       type        = "Service"
@@ -112,7 +55,7 @@ data "aws_iam_policy_document" "cloudtrail_bucket" {
   statement {
     sid       = "CloudTrailWrite"
     actions   = ["s3:PutObject"]
-    resources = ["${aws_s3_bucket.cloudtrail[0].arn}/AWSLogs/${local.account_id}/*"]
+    resources = ["${local.trail_bucket_arn}/AWSLogs/${local.account_id}/*"]
 
     principals {
       type        = "Service"
@@ -125,33 +68,6 @@ data "aws_iam_policy_document" "cloudtrail_bucket" {
       values   = [local.trail_arn]
     }
   }
-
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.cloudtrail[0].arn, "${aws_s3_bucket.cloudtrail[0].arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
-}
-
-resource "aws_s3_bucket_policy" "cloudtrail" {
-  count = var.enable_cloudtrail ? 1 : 0
-
-  bucket = aws_s3_bucket.cloudtrail[0].id
-  policy = data.aws_iam_policy_document.cloudtrail_bucket[0].json
-
-  depends_on = [aws_s3_bucket_public_access_block.cloudtrail]
 }
 
 resource "aws_cloudtrail" "this" {
@@ -160,13 +76,12 @@ resource "aws_cloudtrail" "this" {
   # checkov:skip=CKV2_AWS_10: CloudWatch Logs delivery of the trail is billed per GB ingested; the trail is kept for investigation, not live alerting, in this single-host account.
   count = var.enable_cloudtrail ? 1 : 0
 
-  name                          = local.trail_name
-  s3_bucket_name                = aws_s3_bucket.cloudtrail[0].id
+  name = local.trail_name
+  # Known once the bucket policy that lets CloudTrail write is in place (the module's output).
+  s3_bucket_name                = module.cloudtrail_bucket[0].bucket
   is_multi_region_trail         = true
   include_global_service_events = true
   enable_log_file_validation    = true
 
   tags = { Name = local.trail_name }
-
-  depends_on = [aws_s3_bucket_policy.cloudtrail]
 }

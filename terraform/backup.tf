@@ -1,123 +1,24 @@
-# Backups: an S3 bucket for restic (versioned, encrypted, private, TLS only, lifecycle for old
-# versions; the host role cannot delete versions: iam.tf) and daily EBS snapshots of the data volume
-# by Data Lifecycle Manager.
+# Backups: an S3 bucket for restic (modules/private-bucket: versioned, encrypted, private, TLS
+# only; lifecycle for old versions; the host role cannot delete versions: iam.tf) and daily EBS
+# snapshots of the data volume by Data Lifecycle Manager.
 
-resource "aws_s3_bucket" "backups" {
-  # checkov:skip=CKV_AWS_144: cross-region replication doubles storage and needs a second bucket and role; restic repositories are cheap to copy with `restic copy` if a second region is wanted (runbook).
-  # checkov:skip=CKV_AWS_18: server access logging needs another bucket and costs per request; CloudTrail (enable_cloudtrail) records the bucket-level API calls.
-  # checkov:skip=CKV2_AWS_62: no consumer for S3 event notifications; backup freshness is checked on the host (restic snapshots timestamps exported to monitoring).
-  # checkov:skip=CKV_AWS_145: SSE-S3 is the default because restic encrypts every object client-side (AES-256) before upload; set backup_kms_key_arn for SSE-KMS.
-  bucket = local.backup_bucket_name
+module "backups_bucket" {
+  # Why this bucket skips what the module's checkov skips: no cross-region replication (restic
+  # repositories are cheap to copy with `restic copy` if a second region is wanted); no server
+  # access logging (CloudTrail, enable_cloudtrail, records the bucket-level API calls); no event
+  # notifications (backup freshness is checked on the host from restic's snapshot times); SSE-S3 by
+  # default because restic encrypts every object client-side (AES-256) before upload
+  # (backup_kms_key_arn for SSE-KMS).
+  source = "./modules/private-bucket"
 
-  tags = { Name = local.backup_bucket_name }
-}
+  bucket      = local.backup_bucket_name
+  kms_key_arn = var.backup_kms_key_arn
 
-resource "aws_s3_bucket_ownership_controls" "backups" {
-  bucket = aws_s3_bucket.backups.id
-
-  rule {
-    object_ownership = "BucketOwnerEnforced"
-  }
-}
-
-resource "aws_s3_bucket_public_access_block" "backups" {
-  bucket = aws_s3_bucket.backups.id
-
-  block_public_acls       = true
-  block_public_policy     = true
-  ignore_public_acls      = true
-  restrict_public_buckets = true
-}
-
-resource "aws_s3_bucket_versioning" "backups" {
-  bucket = aws_s3_bucket.backups.id
-
-  versioning_configuration {
-    status = "Enabled"
-  }
-}
-
-resource "aws_s3_bucket_server_side_encryption_configuration" "backups" {
-  bucket = aws_s3_bucket.backups.id
-
-  rule {
-    apply_server_side_encryption_by_default {
-      sse_algorithm     = var.backup_kms_key_arn == null ? "AES256" : "aws:kms"
-      kms_master_key_id = var.backup_kms_key_arn
-    }
-    bucket_key_enabled = var.backup_kms_key_arn != null
-  }
-}
-
-resource "aws_s3_bucket_lifecycle_configuration" "backups" {
-  bucket = aws_s3_bucket.backups.id
-
-  rule {
-    id     = "expire-old-versions"
-    status = "Enabled"
-
-    filter {}
-
-    noncurrent_version_expiration {
-      noncurrent_days = var.backup_noncurrent_version_days
-    }
-
-    expiration {
-      expired_object_delete_marker = true
-    }
-
-    abort_incomplete_multipart_upload {
-      days_after_initiation = 7
-    }
-  }
-
-  # Versioning must be on before the noncurrent rule means anything.
-  depends_on = [aws_s3_bucket_versioning.backups]
-}
-
-data "aws_iam_policy_document" "backups_bucket" {
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.backups.arn, "${aws_s3_bucket.backups.arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
-
-  statement {
-    sid       = "DenyOldTLS"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.backups.arn, "${aws_s3_bucket.backups.arn}/*"]
-
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-
-    condition {
-      test     = "NumericLessThan"
-      variable = "s3:TlsVersion"
-      values   = ["1.2"]
-    }
-  }
-}
-
-resource "aws_s3_bucket_policy" "backups" {
-  bucket = aws_s3_bucket.backups.id
-  policy = data.aws_iam_policy_document.backups_bucket.json
-
-  depends_on = [aws_s3_bucket_public_access_block.backups]
+  lifecycle_rules = [{
+    id                                 = "expire-old-versions"
+    noncurrent_version_expiration_days = var.backup_noncurrent_version_days
+    expired_object_delete_marker       = true
+  }]
 }
 
 ################################################################################

@@ -3,7 +3,7 @@
 # in explicit Deny statements. tests/terraform/test_policy.py enforces this.
 
 locals {
-  backup_bucket_arn = aws_s3_bucket.backups.arn
+  backup_bucket_arn = module.backups_bucket.arn
   ssm_path_arns = [
     "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.ssm_parameter_path}",
     "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.ssm_parameter_path}/*",

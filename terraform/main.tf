@@ -45,7 +45,7 @@ locals {
     {
       "gitea-deploy:domain"             = var.gitea_domain
       "gitea-deploy:admin-port"         = tostring(var.admin_ssh_port)
-      "gitea-deploy:backup-bucket"      = aws_s3_bucket.backups.bucket
+      "gitea-deploy:backup-bucket"      = module.backups_bucket.bucket
       "gitea-deploy:backup-prefix"      = var.backup_s3_prefix
       "gitea-deploy:ssm-parameter-path" = local.ssm_parameter_path
     },

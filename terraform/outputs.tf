@@ -48,7 +48,7 @@ output "aws_region" {
 
 output "backup_s3_bucket" {
   description = "Backups bucket (restic repository lives under backup_s3_prefix)."
-  value       = aws_s3_bucket.backups.bucket
+  value       = module.backups_bucket.bucket
 }
 
 output "backup_s3_prefix" {
@@ -107,7 +107,7 @@ output "pyinfra_inventory" {
       admin_ssh_port     = var.admin_ssh_port
       gitea_domain       = var.gitea_domain
       aws_region         = local.region
-      backup_s3_bucket   = aws_s3_bucket.backups.bucket
+      backup_s3_bucket   = module.backups_bucket.bucket
       backup_s3_prefix   = var.backup_s3_prefix
       ssm_parameter_path = local.ssm_parameter_path
       database_endpoint  = local.rds ? aws_db_instance.gitea[0].endpoint : null

@@ -9,6 +9,6 @@ terraform {
   }
 
   # Local state on purpose: this root creates the bucket every other state lives in. Its state is
-  # tiny; if it is lost, `terraform import aws_s3_bucket.state <bucket>` (and the sub-resources)
-  # rebuilds it (docs/runbooks/aws.md).
+  # tiny; if it is lost, `terraform import 'module.state_bucket.aws_s3_bucket.protected[0]' <bucket>`
+  # (and the module's other resources) rebuilds it (docs/runbooks/aws.md).
 }

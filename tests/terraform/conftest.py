@@ -7,6 +7,8 @@
 - `workspace`: temp copies of terraform/ (root and bootstrap) initialised against the mirror
   with -backend=false, for validate and the provider schema.
 - `moto_server`: moto on 127.0.0.1 with a free port, started and stopped here (bounded waits).
+- `pre_module_stack`: terraform/ of PRE_MODULE_COMMIT (git archive) applying to that moto in the
+  background, local state, for the moved-blocks test; test_tf_apply_moto.py's stack starts it early.
 - `checkov_job`: checkov (own venv, tests/terraform/checkov.sh) started in the background.
 
 Nothing here talks to anything but 127.0.0.1: the AWS provider's endpoints point at moto, the
@@ -16,6 +18,7 @@ AWS_* variables hold moto's fake credentials, and AWS config files are /dev/null
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -25,22 +28,36 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from tf_support import (
     CHECKOV_SH,
-    MOTO_LAUNCHER,
     FAKE_AWS_ENV,
+    LOCAL_BACKEND_OVERRIDE,
+    MOTO_LAUNCHER,
+    REGION,
     REPO,
     TF_SRC,
     Job,
     Moto,
+    PreModuleStack,
     Terraform,
     Workspace,
     copy_module,
+    export_tree,
     free_port,
     mirror_root,
+    moto_root_vars,
+    publish_ami_parameter,
     stop,
 )
+
+# The last commit before terraform/modules/private-bucket. Its terraform/ is applied to moto and the
+# current code must take that state over with moves only (test_tf_moved_moto.py).
+PRE_MODULE_COMMIT = "a6413748ad9df02c60a93f86b5e1d3a972b24cbb"
+# Beside test_tf_apply_moto.py's stack in the same moto server, but in an account of its own (two
+# trails in one account break moto's DescribeTrails) and with other names (S3 names are global).
+PRE_MODULE_ACCOUNT = "111122223333"
+PRE_MODULE_NAME = "gitea-pre"
+PRE_MODULE_STATE_BUCKET = "gitea-deploy-pre-tfstate"
 
 
 @pytest.fixture(scope="session")
@@ -175,6 +192,41 @@ def moto_server(tmp_path_factory):
                 f"{log.read_text(errors='replace')[-3000:]}", pytrace=False)
 
 
+
+
+@pytest.fixture(scope="session")
+def pre_module_stack(tmp_path_factory, terraform_bin, tf_env, moto_server) -> PreModuleStack:
+    """Apply terraform/ and terraform/bootstrap/ as they were before the private-bucket module.
+
+    Both applies run in the background (they overlap test_tf_apply_moto.py's); the moved tests wait.
+    Never destroyed: the session's moto server, and all it holds, goes at the end.
+    Without the commit (no git, a shallow clone) the moved tests skip with the reason.
+    """
+    base = tmp_path_factory.mktemp("pre-module")
+    reason = export_tree(PRE_MODULE_COMMIT, "terraform", base)
+    if reason:
+        return PreModuleStack(None, None, None, None, skip_reason=reason)
+    account = moto_server.account_env(PRE_MODULE_ACCOUNT)
+    env = {**tf_env, **account, "AWS_ENDPOINT_URL": moto_server.url}  # endpoint: backstop, as in test_tf_apply_moto.py
+    root = Terraform(terraform_bin, base / "terraform", env)
+    bootstrap = Terraform(terraform_bin, base / "terraform" / "bootstrap", env)
+    (root.dir / "zz_local_backend_override.tf").write_text(LOCAL_BACKEND_OVERRIDE)
+    publish_ami_parameter(moto_server, account)
+    var_file = base / "pre-module.tfvars.json"
+    var_file.write_text(json.dumps(moto_root_vars(moto_server, base, PRE_MODULE_NAME, "git.pre.test"), indent=2))
+    bootstrap_var_file = base / "pre-module-bootstrap.tfvars.json"
+    bootstrap_var_file.write_text(json.dumps({
+        "region": REGION, "state_bucket_name": PRE_MODULE_STATE_BUCKET, "aws_endpoint_url": moto_server.url,
+    }))
+    stack = PreModuleStack(root, bootstrap, var_file, bootstrap_var_file)
+    for tf in (root, bootstrap):  # one after the other: both would fill the plugin cache at once
+        tf.run("init", "-input=false", "-no-color", timeout=300)
+    for name, tf, variables in (("root", root, var_file), ("bootstrap", bootstrap, bootstrap_var_file)):
+        stack.jobs[name] = tf.start("apply", "-auto-approve", "-input=false", "-no-color",
+                                    f"-var-file={variables}", timeout=600)
+    yield stack
+    for job in stack.jobs.values():
+        stop(job.proc)
 
 
 @pytest.fixture(scope="session")

@@ -34,8 +34,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
-from tf_support import FAKE_AWS_ENV, REGION, REPO, Job, Moto, Terraform, copy_module, load_sources, stop
+from tf_support import (
+    AMI_PARAMETER,
+    FAKE_AWS_ENV,
+    LOCAL_BACKEND_OVERRIDE,
+    PROTECTED_BUCKET_TEST_OVERRIDE,
+    REGION,
+    REPO,
+    Job,
+    Moto,
+    Terraform,
+    copy_module,
+    load_sources,
+    moto_root_vars,
+    publish_ami_parameter,
+    stop,
+)
 
 pytestmark = pytest.mark.terraform
 
@@ -48,25 +62,7 @@ ADMIN_PORT = 2345  # not the default: proves the value flows through every layer
 ADMIN_CIDRS = ["203.0.113.7/32", "2001:db8::/48"]
 SMTP_PORT = 2525  # not the example's 587: proves the variable, not a default, opens it
 STATE_BUCKET = "gitea-deploy-moto-tfstate"
-AMI_PARAMETER = "/gitea-deploy-test/debian-13-amd64"  # moto has no /aws/service/debian parameters
 APPLY_RDS = os.environ.get("GITEA_DEPLOY_TF_MOTO_RDS") == "1"
-
-# Lifted in the temporary copy only; production keeps prevent_destroy = true (lifecycle arguments
-# cannot be variables). The test empties the bucket itself before destroying it (see test_destroy).
-BOOTSTRAP_TEST_OVERRIDE = """
-resource "aws_s3_bucket" "state" {
-  lifecycle {
-    prevent_destroy = false
-  }
-}
-"""
-
-# The example tfvars is planned with its own local state in a separate copy.
-LOCAL_BACKEND_OVERRIDE = """
-terraform {
-  backend "local" {}
-}
-"""
 
 # Differences moto reports that real AWS does not (each explained); anything else is drift.
 # moto keeps a security group rule's description only for CIDR rules, not for rules that reference
@@ -93,22 +89,14 @@ class Stack:
     destroyed: bool = False
 
 
-def _ssh_public_key(directory: Path) -> str:
-    if shutil.which("ssh-keygen"):
-        key = directory / "id_ed25519"
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "moto-test", "-f", str(key)],
-                       check=True, timeout=30)
-        return (directory / "id_ed25519.pub").read_text().strip()
-    return "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMotoMotoMotoMotoMotoMotoMotoMotoMotoMotoMoto moto-test"
-
-
 def _plan_args(var_file: Path, *extra: str) -> list[str]:
     return ["plan", "-input=false", "-no-color", f"-var-file={var_file}", *extra]
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, terraform_bin, tf_env, moto_server, checkov_job, workspace):  # noqa: ARG001
-    # checkov_job and workspace only start their background work early (they overlap the apply).
+def stack(tmp_path_factory, terraform_bin, tf_env, moto_server, checkov_job, workspace, pre_module_stack):  # noqa: ARG001
+    # checkov_job, workspace and pre_module_stack only start their background work early (they
+    # overlap the apply).
     base = tmp_path_factory.mktemp("apply")
     env = dict(tf_env)
     # Backstop: a service missing from the provider's endpoints {} still lands on moto, never AWS.
@@ -116,39 +104,24 @@ def stack(tmp_path_factory, terraform_bin, tf_env, moto_server, checkov_job, wor
 
     root = Terraform(terraform_bin, copy_module(base / "terraform"), env)
     bootstrap = Terraform(terraform_bin, root.dir / "bootstrap", env)
-    (bootstrap.dir / "zz_test_override.tf").write_text(BOOTSTRAP_TEST_OVERRIDE)
+    # The state bucket is the module's protected bucket; the override reaches it in this copy only.
+    # The test empties the bucket itself before destroying it (see test_destroy).
+    (root.dir / "modules" / "private-bucket" / "zz_test_override.tf").write_text(PROTECTED_BUCKET_TEST_OVERRIDE)
     example = Terraform(terraform_bin, copy_module(base / "example" / "terraform"), env)
     (example.dir / "zz_test_override.tf").write_text(LOCAL_BACKEND_OVERRIDE)
 
-    # moto has no Debian AMI parameter: publish one of its images under our own parameter.
-    ec2 = moto_server.client("ec2")
-    image = ec2.describe_images(Owners=["amazon"], Filters=[{"Name": "architecture", "Values": ["x86_64"]}])["Images"][0]
-    moto_server.client("ssm").put_parameter(Name=AMI_PARAMETER, Value=image["ImageId"], Type="String", Overwrite=True)
+    publish_ami_parameter(moto_server)
 
     bootstrap_var_file = base / "bootstrap.auto.tfvars.json"
     bootstrap_var_file.write_text(json.dumps({
         "region": REGION, "state_bucket_name": STATE_BUCKET, "aws_endpoint_url": moto_server.url,
     }))
     var_file = base / "moto.tfvars.json"
-    moto_vars = {
-        "region": REGION,
-        "name": NAME,
-        "gitea_domain": DOMAIN,
-        "admin_cidrs": ADMIN_CIDRS,
-        "admin_ssh_port": ADMIN_PORT,
-        "admin_ssh_public_key": _ssh_public_key(base),
-        "ami_ssm_parameter": AMI_PARAMETER,
-        "aws_endpoint_url": moto_server.url,
-        "alert_email": "ops@moto.test",
-        "smtp_egress_port": SMTP_PORT,
-        "enable_cloudtrail": True,
-        # moto gaps (module docstring):
-        "enable_data_volume_snapshots": False,
-        "enable_budget": False,
-        "enable_ipv6": False,
-        "database": "rds" if APPLY_RDS else "container",
-        "db_deletion_protection": False,
-    }
+    moto_vars = moto_root_vars(
+        moto_server, base, NAME, DOMAIN,
+        admin_cidrs=ADMIN_CIDRS, admin_ssh_port=ADMIN_PORT, smtp_egress_port=SMTP_PORT,
+        database="rds" if APPLY_RDS else "container",
+    )
     var_file.write_text(json.dumps(moto_vars, indent=2))
     example_var_file = base / "example-moto.tfvars.json"
     example_var_file.write_text(json.dumps({"aws_endpoint_url": moto_server.url, "ami_ssm_parameter": AMI_PARAMETER}))
@@ -471,6 +444,12 @@ def test_backup_bucket_and_host_role(stack):
     assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
     rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
     assert any("NoncurrentVersionExpiration" in r and "AbortIncompleteMultipartUpload" in r for r in rules), rules
+    assert s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"] == [
+        {"ObjectOwnership": "BucketOwnerEnforced"}]
+    encryption = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert encryption[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256", encryption
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    assert {s["Sid"] for s in policy["Statement"]} == {"DenyInsecureTransport", "DenyOldTLS"}, policy
 
     iam = stack.moto.client("iam")
     document = iam.get_role_policy(RoleName=f"{NAME}-host", PolicyName="gitea-host")["PolicyDocument"]
@@ -495,8 +474,14 @@ def test_alarms_and_trail(stack):
     alarms = {a["MetricName"]: a for a in cloudwatch.describe_alarms(AlarmNamePrefix=NAME)["MetricAlarms"]}
     assert set(alarms) == {"StatusCheckFailed_System", "StatusCheckFailed_Instance", "StatusCheckFailed_AttachedEBS"}
     assert any(a.endswith(":ec2:recover") for a in alarms["StatusCheckFailed_System"]["AlarmActions"])
-    trail = stack.moto.client("cloudtrail").describe_trails()["trailList"]
-    assert trail and trail[0]["IsMultiRegionTrail"] and trail[0]["LogFileValidationEnabled"]
+    trails = [t for t in stack.moto.client("cloudtrail").describe_trails()["trailList"] if t["Name"] == f"{NAME}-audit"]
+    assert trails and trails[0]["IsMultiRegionTrail"] and trails[0]["LogFileValidationEnabled"], trails
+    bucket = trails[0]["S3BucketName"]
+    s3 = stack.moto.client("s3")
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    assert {s["Sid"] for s in policy["Statement"]} == {"CloudTrailAclCheck", "CloudTrailWrite", "DenyInsecureTransport"}
 
 
 ################################################################################

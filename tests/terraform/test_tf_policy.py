@@ -16,13 +16,15 @@ from pathlib import Path
 import hcl2
 import pytest
 from hcl2 import SerializationOptions
-
 from tf_support import TF_SRC
 
 pytestmark = pytest.mark.terraform
 
 OPTIONS = SerializationOptions(strip_string_quotes=True, explicit_blocks=False, with_comments=False)
 ROOTS = {"root": TF_SRC, "bootstrap": TF_SRC / "bootstrap"}
+# Local modules: their resources, statements and variables are checked like the roots'.
+LOCAL_MODULES = {f"modules/{path.name}": path for path in sorted((TF_SRC / "modules").iterdir()) if path.is_dir()}
+BUCKET_MODULE = "modules/private-bucket"
 
 # Actions AWS offers no resource-level permission for: `*` is the only resource they accept.
 NO_RESOURCE_LEVEL_ACTIONS = {"cloudwatch:PutMetricData"}
@@ -38,7 +40,7 @@ def _load(directory: Path) -> dict[str, list]:
     return merged
 
 
-MODULES = {name: _load(path) for name, path in ROOTS.items()}
+MODULES = {name: _load(path) for name, path in {**ROOTS, **LOCAL_MODULES}.items()}
 
 
 def _blocks(module: dict, kind: str):
@@ -152,7 +154,8 @@ def test_every_taggable_resource_has_a_name_tag(taggable_types):
 
 
 def test_default_tags_on_every_provider_and_merged_once():
-    for root, module in MODULES.items():
+    for root in ROOTS:
+        module = MODULES[root]
         providers = [body for block in module.get("provider", []) for name, body in block.items() if name == "aws"]
         assert providers, f"{root}: no aws provider block"
         for body in providers:
@@ -189,29 +192,48 @@ def test_instances_require_imdsv2_and_encrypt_every_volume():
             assert body.get("storage_encrypted") is True and body.get("publicly_accessible") is False, f"{t}.{name}"
 
 
-def test_buckets_are_private_encrypted_versioned_and_tls_only():
-    resources = list(_resources())
-    documents = {n: b for _, t, n, b in _resources("data") if t == "aws_iam_policy_document"}
-    for root, t, bucket, _ in resources:
-        if t != "aws_s3_bucket":
-            continue
-        ref = re.compile(rf"aws_s3_bucket\.{bucket}(\[0\])?\.(id|bucket)")
+def test_every_bucket_is_the_private_bucket_module():
+    """One definition of a private bucket: no aws_s3_bucket* resource outside the module."""
+    outside = [f"{root}: {t}.{n}" for root, t, n, _ in _resources() if t.startswith("aws_s3_bucket") and root != BUCKET_MODULE]
+    assert not outside, f"buckets (or bucket settings) outside {BUCKET_MODULE}: {outside}"
+    calls = {root: sorted(name for block in MODULES[root].get("module", []) for name, body in block.items()
+                          if body["source"].endswith(BUCKET_MODULE)) for root in ROOTS}
+    assert calls == {"root": ["backups_bucket", "cloudtrail_bucket"], "bootstrap": ["state_bucket"]}, calls
 
-        def companions(kind, _root=root):
-            return [b for r, tt, _, b in resources if r == _root and tt == kind and ref.search(str(b.get("bucket", "")))]
 
-        for kind in ("aws_s3_bucket_public_access_block", "aws_s3_bucket_server_side_encryption_configuration",
-                     "aws_s3_bucket_versioning", "aws_s3_bucket_lifecycle_configuration", "aws_s3_bucket_policy",
-                     "aws_s3_bucket_ownership_controls"):
-            assert companions(kind), f"{root}: aws_s3_bucket.{bucket} has no {kind}"
-        block = companions("aws_s3_bucket_public_access_block")[0]
-        assert all(block.get(k) is True for k in ("block_public_acls", "block_public_policy", "ignore_public_acls",
-                                                   "restrict_public_buckets")), bucket
-        assert _first(companions("aws_s3_bucket_versioning")[0], "versioning_configuration")["status"] == "Enabled"
-        policy = companions("aws_s3_bucket_policy")[0]["policy"]
-        document = documents[re.search(r"data\.aws_iam_policy_document\.(\w+)", policy).group(1)]
-        assert any(s.get("effect") == "Deny" and "aws:SecureTransport" in json.dumps(s)
-                   for s in _as_list(document.get("statement"))), f"{bucket}: no TLS-only statement"
+def test_the_bucket_module_is_private_encrypted_versioned_and_tls_only():
+    resources = {(t, n): b for r, t, n, b in _resources() if r == BUCKET_MODULE}
+    assert sorted(n for t, n in resources if t == "aws_s3_bucket") == ["protected", "this"]
+    locals_ = {k: v for block in MODULES[BUCKET_MODULE]["locals"] for k, v in block.items()}
+    assert locals_["bucket"] == "${one(concat(aws_s3_bucket.this, aws_s3_bucket.protected))}"
+
+    def companion(kind):
+        found = [b for (t, _), b in resources.items() if t == kind]
+        assert len(found) == 1 and found[0].get("bucket") == (
+            "${var.prevent_destroy ? aws_s3_bucket.protected[0].id : aws_s3_bucket.this[0].id}"), f"{kind}: {found}"
+        return found[0]
+
+    block = companion("aws_s3_bucket_public_access_block")
+    assert all(block.get(k) is True for k in ("block_public_acls", "block_public_policy", "ignore_public_acls",
+                                               "restrict_public_buckets")), block
+    assert _first(companion("aws_s3_bucket_ownership_controls"), "rule")["object_ownership"] == "BucketOwnerEnforced"
+    assert _first(companion("aws_s3_bucket_versioning"), "versioning_configuration")["status"] == "Enabled"
+    encryption = _first(_first(companion("aws_s3_bucket_server_side_encryption_configuration"), "rule"),
+                        "apply_server_side_encryption_by_default")
+    assert "AES256" in encryption["sse_algorithm"] and "aws:kms" in encryption["sse_algorithm"], encryption
+    assert companion("aws_s3_bucket_lifecycle_configuration").get("dynamic"), "lifecycle rules from lifecycle_rules"
+    assert companion("aws_s3_bucket_policy")["policy"] == "${data.aws_iam_policy_document.this.json}"
+
+    # The plain-HTTP deny is unconditional (the first map of deny_unless), to every principal.
+    assert locals_["deny_unless"].startswith('${merge({DenyInsecureTransport = {test = "Bool", '
+                                             'variable = "aws:SecureTransport", values = ["false"]}},'), \
+        locals_["deny_unless"]
+    document = next(b for _, t, n, b in _resources("data") if t == "aws_iam_policy_document" and n == "this")
+    dynamic = document["dynamic"][0]["statement"]
+    assert dynamic["for_each"] == "${local.deny_unless}"
+    statement = _first(dynamic, "content")
+    assert statement["effect"] == "Deny" and statement["actions"] == ["s3:*"], statement
+    assert _first(statement, "principals")["identifiers"] == ["*"], statement
 
 
 ################################################################################
@@ -284,12 +306,14 @@ def test_user_data_template_gets_no_secret():
 
 
 def test_readme_documents_every_input_and_output():
-    readme = (TF_SRC / "README.md").read_text()
+    """The roots' inputs and outputs in terraform/README.md, a local module's in its own README.md."""
     missing = []
     for root, module in MODULES.items():
+        readme_path = TF_SRC / "README.md" if root in ROOTS else LOCAL_MODULES[root] / "README.md"
+        readme = readme_path.read_text() if readme_path.exists() else ""
         for kind in ("variable", "output"):
             for block in module.get(kind, []):
                 for name in block:
                     if f"| `{name}` |" not in readme:
-                        missing.append(f"{root} {kind} {name}")
-    assert not missing, f"terraform/README.md lacks (inputs/outputs tables): {missing}"
+                        missing.append(f"{root} {kind} {name} ({readme_path.relative_to(TF_SRC)})")
+    assert not missing, f"inputs/outputs tables lack: {missing}"

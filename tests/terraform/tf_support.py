@@ -38,6 +38,27 @@ FAKE_AWS_ENV = {
     "AWS_EC2_METADATA_DISABLED": "true",
 }
 
+AMI_PARAMETER = "/gitea-deploy-test/debian-13-amd64"  # moto has no /aws/service/debian parameters
+
+# What moto cannot emulate, switched off for every apply of the root (test_tf_apply_moto.py's docstring).
+MOTO_GAPS = {"enable_data_volume_snapshots": False, "enable_budget": False, "enable_ipv6": False}
+
+# Lifts the state bucket's prevent_destroy in a temporary copy only (lifecycle arguments cannot be
+# variables); production keeps it.
+PROTECTED_BUCKET_TEST_OVERRIDE = """
+resource "aws_s3_bucket" "protected" {
+  lifecycle {
+    prevent_destroy = false
+  }
+}
+"""
+
+LOCAL_BACKEND_OVERRIDE = """
+terraform {
+  backend "local" {}
+}
+"""
+
 # Where an offline provider mirror usually lives; a `find /` is the fallback.
 MIRROR_CANDIDATES = (
     "/opt/tf-plugins",
@@ -186,6 +207,59 @@ def copy_module(destination: Path) -> Path:
     return destination
 
 
+def export_tree(commit: str, path: str, destination: Path) -> str:
+    """`git archive` REPO's <commit>:<path> into destination; "" when done, else why it cannot be."""
+    if shutil.which("git") is None:
+        return "git is not installed"
+    known = subprocess.run(["git", "-C", str(REPO), "cat-file", "-e", f"{commit}^{{commit}}"],
+                           capture_output=True, text=True, timeout=30, check=False)
+    if known.returncode != 0:
+        return (f"commit {commit[:12]} is not in this checkout (a shallow clone or an export): "
+                "`git fetch --unshallow` gives it")
+    destination.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit, path],
+                             capture_output=True, timeout=60, check=False)
+    if archive.returncode != 0:
+        return f"git archive {commit[:12]} {path} failed: {archive.stderr.decode(errors='replace')}"
+    subprocess.run(["tar", "-x", "-C", str(destination)], input=archive.stdout, timeout=60, check=True)
+    return ""
+
+
+def ssh_public_key(directory: Path) -> str:
+    if shutil.which("ssh-keygen"):
+        key = directory / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "moto-test", "-f", str(key)],
+                       check=True, timeout=30)
+        return (directory / "id_ed25519.pub").read_text().strip()
+    return "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMotoMotoMotoMotoMotoMotoMotoMotoMotoMotoMoto moto-test"
+
+
+def publish_ami_parameter(moto: Moto, env: dict[str, str] | None = None) -> None:
+    """moto has no Debian AMI parameter: publish one of its images under our own (idempotent)."""
+    ec2 = moto.client("ec2", env=env)
+    image = ec2.describe_images(Owners=["amazon"], Filters=[{"Name": "architecture", "Values": ["x86_64"]}])["Images"][0]
+    moto.client("ssm", env=env).put_parameter(Name=AMI_PARAMETER, Value=image["ImageId"], Type="String", Overwrite=True)
+
+
+def moto_root_vars(moto: Moto, directory: Path, name: str, domain: str, **extra: Any) -> dict[str, Any]:
+    """Variables for an apply of terraform/ against moto: everything a real one sets, moto's gaps off."""
+    return {
+        "region": REGION,
+        "name": name,
+        "gitea_domain": domain,
+        "admin_cidrs": ["203.0.113.7/32", "2001:db8::/48"],
+        "admin_ssh_public_key": ssh_public_key(directory),
+        "ami_ssm_parameter": AMI_PARAMETER,
+        "aws_endpoint_url": moto.url,
+        "alert_email": "ops@moto.test",
+        "enable_cloudtrail": True,
+        "database": "container",
+        "db_deletion_protection": False,
+        **MOTO_GAPS,
+        **extra,
+    }
+
+
 @dataclass
 class Workspace:
     root: Terraform
@@ -200,17 +274,44 @@ class Moto:
     proc: subprocess.Popen
     log: Path
 
-    def client(self, service: str, region: str = REGION):
+    def client(self, service: str, region: str = REGION, env: dict[str, str] | None = None):
+        """A boto3 client; `env` (AWS_* variables, e.g. from account_env) picks another account."""
         import boto3
 
+        env = env or FAKE_AWS_ENV
         return boto3.session.Session(
-            aws_access_key_id=FAKE_AWS_ENV["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=FAKE_AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=env.get("AWS_SESSION_TOKEN"),
             region_name=region,
         ).client(service, endpoint_url=self.url)
 
+    def account_env(self, account_id: str) -> dict[str, str]:
+        """AWS_* credentials for another account of this moto: an assumed role's keys are that account's.
+
+        moto keeps each account apart (resources, and lists like DescribeTrails, which moto answers with
+        every trail of the account whatever names are asked for).
+        """
+        credentials = self.client("sts").assume_role(
+            RoleArn=f"arn:aws:iam::{account_id}:role/gitea-deploy-test", RoleSessionName="gitea-deploy-test",
+            DurationSeconds=12 * 3600)["Credentials"]
+        return {"AWS_ACCESS_KEY_ID": credentials["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
+                "AWS_SESSION_TOKEN": credentials["SessionToken"]}
+
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class PreModuleStack:
+    """terraform/ as it was before modules/private-bucket (PRE_MODULE_COMMIT), applying to moto."""
+
+    root: Terraform | None
+    bootstrap: Terraform | None
+    var_file: Path | None
+    bootstrap_var_file: Path | None
+    jobs: dict[str, Job] = field(default_factory=dict)
+    skip_reason: str = ""
 
 
 def load_sources():
