@@ -23,6 +23,7 @@ own waiters sleeping.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -168,10 +169,8 @@ def stack(tmp_path_factory, terraform_bin, tf_env, moto_server, checkov_job, wor
             # Best effort after a failure; test_destroy is the real check.
             root.run("destroy", "-auto-approve", "-input=false", "-no-color", f"-var-file={var_file}",
                      timeout=TIMEOUT, check=False)
-            try:
+            with contextlib.suppress(Exception):  # best effort: the bucket may not exist
                 _empty_bucket(moto_server, STATE_BUCKET)
-            except Exception:  # noqa: BLE001 - best effort: the bucket may not exist
-                pass
             bootstrap.run("destroy", "-auto-approve", "-input=false", "-no-color",
                           f"-var-file={bootstrap_var_file}", timeout=TIMEOUT, check=False)
 
@@ -230,10 +229,8 @@ def _json_lines(text: str) -> list[dict]:
     for line in text.splitlines():
         line = line.strip()
         if line.startswith("{"):
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 lines.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
     return lines
 
 

@@ -12,7 +12,6 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from tf_support import TF_SRC
 
 pytestmark = pytest.mark.terraform
@@ -84,7 +83,7 @@ def _plan(variables_only, overrides: dict) -> subprocess.CompletedProcess:
 
 def _run_all(variables_only, cases: dict) -> dict[str, subprocess.CompletedProcess]:
     with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(zip(cases, pool.map(lambda o: _plan(variables_only, o), cases.values())))
+        return dict(zip(cases, pool.map(lambda o: _plan(variables_only, o), cases.values()), strict=True))
 
 
 def test_unsafe_or_late_failing_values_are_refused(variables_only):
