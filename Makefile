@@ -8,7 +8,7 @@ LAB   ?= gitea-lab-1
 # for lab certificates, git for the clone itself.
 HOST_PACKAGES := docker.io debootstrap openssl git
 
-.PHONY: venv host-packages engine lab lab-down test test-unit test-lab test-terraform bench
+.PHONY: venv host-packages engine lab lab-down lint test test-unit test-lab test-terraform bench
 
 venv: .venv/.installed
 .venv/.installed: pyproject.toml
@@ -34,6 +34,10 @@ lab: engine
 lab-down: venv
 	$(PY) -m lab down --all
 
+# The linter's rules are in pyproject.toml ([tool.ruff]); a finding fails `make test`.
+lint: venv
+	$(PY) -m ruff check .
+
 test-unit: venv
 	$(PY) -m pytest tests/unit
 
@@ -43,7 +47,7 @@ test-terraform: venv
 test-lab: engine
 	$(PY) -m pytest -m lab
 
-test: engine
+test: lint engine
 	$(PY) -m pytest
 
 bench: engine

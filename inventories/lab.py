@@ -9,15 +9,13 @@ sudo) comes from tasks/settings/table.py as for production. No task has a lab-on
 """
 
 import json
-from pathlib import Path
 
 from inventories import sources
 from inventories.precedence import checked_hosts
-from lab import environment
+from lab import LAB_DIR, environment
 from tasks.settings import SettingsError
 
-_REPO = Path(__file__).resolve().parents[1]
-_STATE = _REPO / ".lab" / "state.json"
+_STATE = LAB_DIR / "state.json"
 
 if not _STATE.exists():
     raise SettingsError(f"no lab state at {_STATE}: run `make lab` (or `python -m lab up NAME`) first")

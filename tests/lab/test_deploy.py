@@ -95,15 +95,17 @@ def test_host_checks_pass(lab_host):
 def test_rendered_nginx_templates_pass_nginx_t(lab_host):
     """The templates, rendered with non-default values, checked by the nginx production runs
     (Debian 13's; the runner's older nginx does not know `http2 on;`)."""
-    from tests.unit.render import render
+    from tests.unit.render import context, render_with, sample_data
 
-    values = {"gitea_domain": "code.example.org", "gitea_http_port": 3999,
-              "nginx_client_max_body_size": "2G"}
+    data = sample_data(gitea_domain="code.example.org", gitea_http_port=3999, nginx_client_max_body_size="2G")
+
+    def rendered(name: str, **where) -> str:  # the task's own context, its paths moved to /tmp/nginx-t
+        return render_with(f"nginx/{name}.j2", data, {**context(f"nginx/{name}.j2", data), **where})
+
     files = {
-        "gitea-http.conf": render("nginx/gitea-http.conf.j2", webroot="/var/www/letsencrypt", **values),
-        "gitea-https.conf": render("nginx/gitea-https.conf.j2", cert_dir="/tmp/nginx-t",
-                                   tls_snippet="/tmp/nginx-t/tls.conf", **values),
-        "tls.conf": render("nginx/gitea-tls.conf.j2"),
+        "gitea-http.conf": rendered("gitea-http.conf"),
+        "gitea-https.conf": rendered("gitea-https.conf", cert_dir="/tmp/nginx-t", tls_snippet="/tmp/nginx-t/tls.conf"),
+        "tls.conf": rendered("gitea-tls.conf"),
         "nginx.conf": "events {}\nhttp { include /tmp/nginx-t/gitea-http.conf; include /tmp/nginx-t/gitea-https.conf; }\n",
     }
     script = "set -e; rm -rf /tmp/nginx-t; mkdir -p /tmp/nginx-t\n"

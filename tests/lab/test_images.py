@@ -19,13 +19,11 @@ import subprocess
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
 PREFIX = "gitea-lab-test-"
 LABEL = "gitea-deploy.test=test_images"
 RUN = uuid.uuid4().hex[:8]

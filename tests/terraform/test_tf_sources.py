@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-
 from tf_support import FAKE_AWS_ENV, load_sources
 
 pytestmark = pytest.mark.terraform

@@ -6,7 +6,6 @@ import re
 import subprocess
 
 import pytest
-
 from tf_support import TF_SRC
 
 pytestmark = pytest.mark.terraform

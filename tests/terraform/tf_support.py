@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tasks import REPO
+
 TF_SRC = REPO / "terraform"
 CHECKOV_SH = Path(__file__).resolve().parent / "checkov.sh"
 MOTO_LAUNCHER = Path(__file__).resolve().parent / "moto_launcher.py"

@@ -3,15 +3,13 @@
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from inventories import precedence
-from tasks import settings
+from tasks import REPO, settings
 from tests.unit.render import sample_data
 
-REPO = Path(__file__).resolve().parents[2]
 PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 # backups need a repository: production's come from Terraform's outputs
 GOOD = sample_data(backup_s3_bucket="example-gitea-backups", aws_region="eu-central-1")

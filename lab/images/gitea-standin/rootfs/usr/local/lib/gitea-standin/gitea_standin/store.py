@@ -162,7 +162,7 @@ _USER_COLS = "id, lower_name, name, email, passwd, passwd_hash_algo, salt, type,
 
 def _user_dict(row):
     keys = [c.strip() for c in _USER_COLS.split(",")]
-    return dict(zip(keys, row)) if row else None
+    return dict(zip(keys, row, strict=False)) if row else None
 
 
 def get_user(conn, name):
@@ -231,7 +231,7 @@ def repo_path(settings, owner, name):
 def _repo_dict(row):
     keys = ("id", "owner_id", "owner_name", "lower_name", "name", "description", "default_branch",
             "is_private", "created_unix", "updated_unix")
-    return dict(zip(keys, row)) if row else None
+    return dict(zip(keys, row, strict=False)) if row else None
 
 
 _REPO_COLS = "id, owner_id, owner_name, lower_name, name, description, default_branch, is_private, created_unix, updated_unix"

@@ -3,6 +3,7 @@ TCP listener on SSH_LISTEN_PORT that only sends an SSH banner (it does not speak
 
 import base64
 import binascii
+import contextlib
 import datetime
 import hmac
 import html
@@ -27,7 +28,7 @@ MAX_BODY = 1 << 20
 
 
 def _now_rfc3339():
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _in_networks(ip, networks):
@@ -333,7 +334,7 @@ a few of Gitea's endpoints so the deployment can be tested where Gitea itself ca
             ssh_url = f"ssh://{s.ssh_user}@{s.ssh_domain}:{s.ssh_port}/{qfull}.git"
         else:
             ssh_url = f"{s.ssh_user}@{s.ssh_domain}:{qfull}.git"
-        created = datetime.datetime.fromtimestamp(r["created_unix"], datetime.timezone.utc).isoformat()
+        created = datetime.datetime.fromtimestamp(r["created_unix"], datetime.UTC).isoformat()
         return {
             "id": r["id"], "owner": self.user_json(owner) if owner else {"login": r["owner_name"]},
             "name": r["name"], "full_name": full, "description": r["description"],
@@ -399,10 +400,8 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _BannerHandler(socketserver.BaseRequestHandler):
     def handle(self):
-        try:
+        with contextlib.suppress(OSError):
             self.request.sendall(SSH_BANNER)
-        except OSError:
-            pass
 
 
 class _BannerServer(socketserver.ThreadingTCPServer):
