@@ -5,6 +5,7 @@ only `Command error: ...` goes to stderr."""
 
 import os
 import sys
+from contextlib import closing
 
 from . import VERSION, config, log, store
 from .ini import IniFile, parse_bool
@@ -156,8 +157,7 @@ def cmd_user_create(flags, args):
     if "username" not in flags:
         print("--name flag is deprecated. Use --username instead.", file=sys.stderr)
     s = load_settings(flags)
-    conn = open_db(s)
-    try:
+    with closing(open_db(s)) as conn:
         if "password" in flags:
             password = flags["password"]
         elif flags.get("random-password"):
@@ -173,18 +173,13 @@ def cmd_user_create(flags, args):
             store.create_user(conn, username, flags["email"], password, flags.get("admin", False), must_change)
         except store.StoreError as e:
             raise store.StoreError(f"CreateUser: {e}") from None
-    finally:
-        conn.close()
     print(f"New user '{username}' has been successfully created!")
 
 
 def cmd_user_list(flags, args):
     s = load_settings(flags)
-    conn = open_db(s)
-    try:
+    with closing(open_db(s)) as conn:
         users = store.list_users(conn)
-    finally:
-        conn.close()
     if flags.get("admin"):
         rows = [["ID", "Username", "Email", "IsActive"]]
         rows += [[str(u["id"]), u["name"], u["email"], _b(u["is_active"])] for u in users if u["is_admin"]]
@@ -199,8 +194,7 @@ def cmd_user_change_password(flags, args):
         if required not in flags:
             raise store.StoreError(f'Required flag "{required}" not set')
     s = load_settings(flags)
-    conn = open_db(s)
-    try:
+    with closing(open_db(s)) as conn:
         if len(flags["password"]) < s.min_password_length:
             raise store.StoreError(
                 f"password is not long enough, needs to be at least {s.min_password_length} characters")
@@ -208,18 +202,13 @@ def cmd_user_change_password(flags, args):
             raise store.StoreError(f"user does not exist [uid: 0, name: {flags['username']}]")
         name = store.change_password(conn, flags["username"], flags["password"],
                                      flags.get("must-change-password", True))
-    finally:
-        conn.close()
     print(f"{name}'s password has been successfully updated!")
 
 
 def cmd_regenerate_hooks(flags, args):
     s = load_settings(flags)
-    conn = open_db(s)
-    try:
+    with closing(open_db(s)) as conn:
         repos = store.all_repos(conn)
-    finally:
-        conn.close()
     # like Gitea's SyncRepositoryHooks: nothing printed on success
     for r in repos:
         path = store.repo_path(s, r["owner_name"], r["name"])

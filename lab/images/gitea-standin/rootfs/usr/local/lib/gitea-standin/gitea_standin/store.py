@@ -11,6 +11,7 @@ import shlex
 import string
 import subprocess
 import time
+from contextlib import closing
 
 import psycopg2
 import psycopg2.errors
@@ -97,13 +98,10 @@ def connect(settings, timeout=5):
 
 
 def ping(settings, timeout=3):
-    conn = connect(settings, timeout)
-    try:
+    with closing(connect(settings, timeout)) as conn:
         with conn.cursor() as cur:
             cur.execute("SELECT 1")
             cur.fetchone()
-    finally:
-        conn.close()
 
 
 def migrate(conn):

@@ -16,6 +16,7 @@ import socketserver
 import threading
 import time
 import urllib.parse
+from contextlib import closing
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -203,11 +204,8 @@ a few of Gitea's endpoints so the deployment can be tested where Gitea itself ca
         form = urllib.parse.parse_qs(self._body.decode(errors="replace"))
         username = (form.get("user_name") or [""])[0]
         password = (form.get("password") or [""])[0]
-        conn = store.connect(self.settings)
-        try:
+        with closing(store.connect(self.settings)) as conn:
             user = store.get_user(conn, username)
-        finally:
-            conn.close()
         if user is None or not store.check_password(user, password):
             err = (f"user does not exist [uid: 0, name: {username}]" if user is None
                    else f"user's password is invalid [name: {user['name']}]")
@@ -224,11 +222,8 @@ a few of Gitea's endpoints so the deployment can be tested where Gitea itself ca
         body = self.read_json()
         if not isinstance(body, dict):
             return self.send_json(500, {"err": "invalid JSON"})
-        conn = store.connect(self.settings)
-        try:
+        with closing(store.connect(self.settings)) as conn:
             users = store.list_users(conn)
-        finally:
-            conn.close()
         wanted = body.get("To") or []
         if wanted:
             by_name = {u["name"].lower(): u for u in users}
@@ -267,11 +262,8 @@ a few of Gitea's endpoints so the deployment can be tested where Gitea itself ca
             got = (self.headers.get("Authorization") or "").encode()
             if not hmac.compare_digest(got, f"Bearer {token}".encode()):
                 return self.send(401, "\n", "text/plain; charset=utf-8")
-        conn = store.connect(self.settings)
-        try:
+        with closing(store.connect(self.settings)) as conn:
             users, repos, orgs = store.count_users(conn), store.count_repos(conn), store.count_orgs(conn)
-        finally:
-            conn.close()
         lines = []
         for name, help_text, value in (
             ("gitea_organizations", "Number of Organizations", orgs),
@@ -295,11 +287,8 @@ a few of Gitea's endpoints so the deployment can be tested where Gitea itself ca
         except (binascii.Error, UnicodeDecodeError):
             self.api_error(401, "invalid basic auth header")
             return None
-        conn = store.connect(self.settings)
-        try:
+        with closing(store.connect(self.settings)) as conn:
             user = store.get_user(conn, username)
-        finally:
-            conn.close()
         if user is None or not store.check_password(user, password):
             # services/auth/basic.go: an unknown user is not logged; a wrong password is logged
             # WITHOUT the client's address (so fail2ban's Gitea filter never sees API failures)
@@ -355,16 +344,13 @@ a few of Gitea's endpoints so the deployment can be tested where Gitea itself ca
         body = self.read_json()
         if not isinstance(body, dict) or not isinstance(body.get("name"), str):
             return self.api_error(422, "[Name]: Required")
-        conn = store.connect(self.settings)
-        try:
+        with closing(store.connect(self.settings)) as conn:
             try:
                 repo = store.create_repo(conn, self.settings, user, body["name"],
                                          body.get("description") or "", body.get("private", False))
             except store.StoreError as e:
                 status = 409 if "already exists" in str(e) else 422
                 return self.api_error(status, str(e))
-        finally:
-            conn.close()
         log.info(f"created repository {user['name']}/{repo['name']}", "repo")
         self.send_json(201, self.repo_json(repo, user))
 
@@ -376,12 +362,9 @@ a few of Gitea's endpoints so the deployment can be tested where Gitea itself ca
                 return
         elif self.settings.require_signin_view:
             return self.api_error(401, "token is required")
-        conn = store.connect(self.settings)
-        try:
+        with closing(store.connect(self.settings)) as conn:
             repo = store.get_repo(conn, owner_name, name)
             owner = store.get_user(conn, repo["owner_name"]) if repo else None
-        finally:
-            conn.close()
         if repo is None or (repo["is_private"] and not (viewer and (viewer["id"] == repo["owner_id"] or viewer["is_admin"]))):
             return self.api_error(404, "The target couldn't be found.")
         self.send_json(200, self.repo_json(repo, owner))
@@ -421,12 +404,9 @@ def migrate_with_retry(settings):
     last = None
     for i in range(attempts):
         try:
-            conn = store.connect(settings)
-            try:
+            with closing(store.connect(settings)) as conn:
                 store.migrate(conn)
                 return
-            finally:
-                conn.close()
         except psycopg2.Error as e:
             last = " ".join(str(e).split())
             log.info(f"ORM engine initialization attempt #{i + 1}/{attempts} failed: {last}", "db")
