@@ -235,11 +235,15 @@ def _systemd(*argv: str) -> str:
     return cp.stdout.strip() if cp.returncode == 0 else ""
 
 
-def failure_report(unit: str, details: str = "") -> dict[str, str]:
-    """What a notification says: which unit failed where, how, and the end of its log."""
+def failure_report(unit: str, details: str = "", env: dict[str, str] | None = None) -> dict[str, str]:
+    """What a notification says: which unit failed where, how, and the end of its log. systemd
+    (251 and later) tells an OnFailure= unit the failed run's result and invocation in MONITOR_*;
+    without them (a manual call) systemctl is asked, which needs D-Bus for a user other than root."""
+    env = os.environ if env is None else env
     host = socket.gethostname()
-    result = _systemd("systemctl", "show", "--property=Result", "--value", unit)
-    invocation = _systemd("systemctl", "show", "--property=InvocationID", "--value", unit)
+    result = env.get("MONITOR_SERVICE_RESULT") or _systemd("systemctl", "show", "--property=Result", "--value", unit)
+    invocation = (env.get("MONITOR_INVOCATION_ID")
+                  or _systemd("systemctl", "show", "--property=InvocationID", "--value", unit))
     log = _systemd("journalctl", "--no-pager", "-o", "cat", "-n", str(JOURNAL_LINES),
                    f"_SYSTEMD_INVOCATION_ID={invocation}" if invocation else f"--unit={unit}")
     text = f"gitea-deploy: {unit} failed on {host}" + (f" (result: {result})" if result else "")
@@ -278,7 +282,7 @@ def notify(unit: str, details: str = "", env: dict[str, str] | None = None) -> i
     channel configured it fails, so the hook itself shows as failed (systemctl --failed)."""
     env = os.environ if env is None else env
     command, url = env.get("GITEA_DEPLOY_NOTIFY_COMMAND", ""), env.get("GITEA_DEPLOY_NOTIFY_URL", "")
-    report = failure_report(unit, details)
+    report = failure_report(unit, details, env)
     say(report["text"].splitlines()[0])
     if not command.strip() and not url.strip():
         say("no notification configured: set GITEA_DEPLOY_NOTIFY_COMMAND or GITEA_DEPLOY_NOTIFY_URL")

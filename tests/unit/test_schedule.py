@@ -373,3 +373,11 @@ def test_example_settings_file_names_only_known_settings():
     assert {k for k in keys if k.startswith("GITEA_DEPLOY_")} - documented <= {
         "GITEA_DEPLOY_SOURCE", "GITEA_DEPLOY_REGION"}  # inventories/prod.py's own
     assert {"GITEA_DEPLOY_NOTIFY_COMMAND", "GITEA_DEPLOY_NOTIFY_URL"} <= keys
+
+
+def test_notify_takes_the_result_systemd_hands_an_on_failure_unit(listener):
+    env = {"GITEA_DEPLOY_NOTIFY_URL": listener.url, "MONITOR_SERVICE_RESULT": "timeout",
+           "MONITOR_INVOCATION_ID": "0123456789abcdef0123456789abcdef"}
+    assert redeploy.notify("gitea-deploy-redeploy.service", env=env) == 0
+    body = listener.received[0]["body"]
+    assert body["result"] == "timeout" and "(result: timeout)" in body["text"]
