@@ -215,10 +215,11 @@ def run(env: dict[str, str] | None = None) -> int:
     if not lock.acquire():
         say(f"another run holds {lock.path} ({lock.holder()}): not running this one")
         return EXIT_LOCKED
-    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+    previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # systemd's stop: end the step too
     try:
         return run_steps(plan, step_environment(env), timeout)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         lock.release()
 
 
