@@ -132,15 +132,19 @@ class Lock:
         self.fd: int | None = None
 
     def acquire(self) -> bool:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd, writable = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644), True
+        except PermissionError:  # made by another user (root's `flock` by hand): flock needs only read
+            fd, writable = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC), False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {started}\n".encode())
+        if writable:
+            os.ftruncate(fd, 0)
+            started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {started}\n".encode())
         self.fd = fd
         return True
 
