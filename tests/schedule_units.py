@@ -1,10 +1,14 @@
 """The shipped systemd units (schedule/systemd/) as tests read them: parsed, and as a control
-machine would have them with the checkout somewhere other than /opt/gitea-deploy."""
+machine would have them with the checkout somewhere other than /opt/gitea-deploy; and a webhook
+receiver on 127.0.0.1 for the notification tests."""
 
 from __future__ import annotations
 
 import configparser
+import http.server
+import json
 import shlex
+import threading
 from pathlib import Path
 
 from tasks import REPO
@@ -33,3 +37,29 @@ def exec_start(name: str, checkout: str | Path = CHECKOUT, instance: str = "") -
     """The unit's ExecStart argv as systemd would run it (`%i` is the instance)."""
     line = parse(name)["Service"]["ExecStart"].replace("%i", instance)
     return [a.replace(CHECKOUT, str(checkout)) for a in shlex.split(line)]
+
+
+class Listener:
+    """A webhook receiver on 127.0.0.1: records each POST's JSON body."""
+
+    def __init__(self, status: int = 204):
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append({"path": self.path, "type": self.headers["Content-Type"],
+                                 "body": json.loads(body)})
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

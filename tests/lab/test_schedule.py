@@ -29,7 +29,6 @@ from lab import api
 from lab.converge import REPO, root_ca_file
 from schedule import redeploy
 from tests import schedule_units as units
-from tests.unit.test_schedule import Listener
 
 pytestmark = pytest.mark.lab
 
@@ -109,7 +108,7 @@ def test_a_failed_run_is_notified_by_webhook_and_command(tmp_path):
     overrides.write_text(json.dumps({"ssh_hostname": "127.0.0.1", "ssh_port": closed_port(),
                                      "acme_email": "ops@schedule.test", "gitea_admin_email": "gitadmin@schedule.test"}))
     got = tmp_path / "notified by command"
-    listener = Listener()
+    listener = units.Listener()
     try:
         env = {"GITEA_DEPLOY_TERRAFORM_OUTPUT": str(RECORDED), "GITEA_DEPLOY_OVERRIDES": str(overrides),
                "GITEA_DEPLOY_LOCK_FILE": str(tmp_path / "redeploy.lock"),

@@ -6,14 +6,12 @@ notifications do what they say. No Docker, no network beyond 127.0.0.1.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import shlex
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -281,35 +279,9 @@ def test_an_overrunning_step_is_stopped_with_its_children(tmp_path):
 
 # ---- notifications -----------------------------------------------------------------------------
 
-class Listener:
-    """A webhook receiver on 127.0.0.1: records each POST's JSON body."""
-
-    def __init__(self, status: int = 204):
-        received = self.received = []
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append({"path": self.path, "type": self.headers["Content-Type"],
-                                 "body": json.loads(body)})
-                self.send_response(status)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def listener():
-    got = Listener()
+    got = units.Listener()
     yield got
     got.close()
 
