@@ -1,0 +1,4 @@
+"""The shipped schedule for the redeploy (docs/runbooks/schedule.md): systemd units for an
+operator's control machine (schedule/systemd/), the script they run (schedule/redeploy.py), and
+the settings file they read (schedule/schedule.env.example). Nothing here is deployed to the Gitea
+host; the Gitea Actions variant is .gitea/workflows/redeploy.yaml."""
