@@ -42,7 +42,7 @@ DEPLOY = "deploy.py"
 
 # What pyinfra prints on stderr when it cannot get as far as the probe, worth showing as the reason.
 _REASON_MARKERS = ("pyinfra error", "Could not connect", "is neither an inventory file", "unexpected exception",
-                   "Error:", "error:", "No such file")
+                   "Error:", "error:")
 
 
 def pyinfra_argv(inventory: str, limits: list[str], data: list[str], deploy: str = DEPLOY,
@@ -68,11 +68,22 @@ def read_reports(directory: Path) -> tuple[dict | None, dict[str, dict]]:
     return summary, reports
 
 
-def failure_reason(stderr: str, limit: int = 8) -> str:
-    """The lines of pyinfra's log that say why it stopped (or its last lines when none does)."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    wanted = [line for line in lines if any(marker in line for marker in _REASON_MARKERS)]
-    return "\n".join((wanted or lines)[-limit:]) or "pyinfra printed nothing"
+def failure_reason(stderr: str, limit: int = 12) -> str:
+    """The lines of pyinfra's log that say why it stopped, each with the lines that continue it
+    (a settings error names one key per line), or the log's last lines when none does."""
+    lines = [line.rstrip() for line in stderr.splitlines()]
+    wanted: list[str] = []
+    following = False
+    for line in lines:
+        if any(marker in line for marker in _REASON_MARKERS):
+            wanted.append(line.strip())
+            following = True
+        elif following and line.strip() and not line.startswith("-->"):
+            wanted.append(line.strip())
+        else:
+            following = False
+    found = wanted or [line.strip() for line in lines if line.strip()]
+    return "\n".join(found[-limit:]) or "pyinfra printed nothing"
 
 
 def verdicts(summary: dict | None, reports: dict[str, dict], returncode: int, stderr: str) -> dict[str, dict]:

@@ -53,10 +53,26 @@ BAD_INVENTORY = """--> Loading config...
 """
 
 
+SETTINGS_ERROR = """--> Preparing operation files...
+    Loading: deploy.py
+--> pyinfra error in deploy.py line 21: invalid inventory data for host gitea-1:
+    gitea_domain: 'bad domain' is not a valid fully qualified domain name (e.g. git.example.com)
+    acme_email: is required (ACME account e-mail (expiry notices).)
+
+--> Disconnecting from hosts...
+"""
+
+
 def test_failure_reason_names_what_pyinfra_said():
+    reason = drift.failure_reason(SETTINGS_ERROR)
+    assert reason.splitlines() == [
+        "--> pyinfra error in deploy.py line 21: invalid inventory data for host gitea-1:",
+        "gitea_domain: 'bad domain' is not a valid fully qualified domain name (e.g. git.example.com)",
+        "acme_email: is required (ACME account e-mail (expiry notices).)"]
     reason = drift.failure_reason(CONNECT_FAILED)
+    assert "Failed to load host keys" not in reason
     assert "Could not connect" in reason and "No hosts remaining" in reason
-    assert "Loading config" not in reason
+    assert "Loading config" not in reason and "Disconnecting" not in reason
     assert "gitea_doman: unknown key" in drift.failure_reason(BAD_INVENTORY)
     assert drift.failure_reason("") == "pyinfra printed nothing"
     assert drift.failure_reason("just\nsome\nlines\n", limit=2) == "some\nlines"
