@@ -146,15 +146,16 @@ def render(hosts: dict[str, dict], seconds: float | None = None) -> str:
     return "\n".join(out)
 
 
+USAGE = ("usage: python -m tasks.drift INVENTORY [--limit NAME]... [--data KEY=VALUE]... [--json]\n"
+         "exit 0: matches, 1: drifted, 2: could not tell (docs/runbooks/deploy.md, Has the host drifted?)")
+
+
 def parse_args(argv: list[str]) -> dict:
-    usage = ("usage: python -m tasks.drift INVENTORY [--limit NAME]... [--data KEY=VALUE]... [--json]\n"
-             "exit 0: matches, 1: drifted, 2: could not tell")
+    usage = USAGE
     args = {"inventory": None, "limits": [], "data": [], "json": False}
     rest = list(argv)
     while rest:
         item = rest.pop(0)
-        if item in ("-h", "--help"):
-            raise SystemExit(usage)
         if item == "--json":
             args["json"] = True
         elif item in ("--limit", "--data"):
@@ -200,8 +201,12 @@ def check(inventory: str, limits: list[str] = (), data: list[str] = (), env: dic
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help"} & set(argv):
+        print(USAGE)
+        return MATCH
     try:
-        args = parse_args(sys.argv[1:] if argv is None else argv)
+        args = parse_args(argv)
     except ValueError as error:
         print(error, file=sys.stderr)
         return UNKNOWN
