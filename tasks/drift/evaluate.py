@@ -149,6 +149,18 @@ def pending_config_diffs(host, kwargs: dict, value: Any) -> list[str]:
     return lines
 
 
+def diffs(host, facts_read: list, commands: list) -> list[str]:
+    """Where the op would write a file, or install a staged one, the host's copy against the deploy's."""
+    lines = []
+    for cls, kwargs, value in facts_read:
+        if cls.__name__ == "PendingConfigs":
+            lines += pending_config_diffs(host, kwargs, value)
+    for command in commands:
+        if isinstance(command, FileUploadCommand):
+            lines += upload_diff(host, command, commands)
+    return lines
+
+
 class FactRecorder:
     """Every fact an `_if` reads while this is active, with its arguments and value."""
 
@@ -228,12 +240,10 @@ def evaluate(state, host) -> dict:
             change["follows"] = (f"its condition was read before {same_stage[-1]} ran, "
                                  "which may settle it")
         change["commands"] = command_lines(commands)
-        for cls, kwargs, value in recorder.read:
-            if cls.__name__ == "PendingConfigs":
-                change["diff"] += pending_config_diffs(host, kwargs, value)
-        for command in commands:
-            if isinstance(command, FileUploadCommand):
-                change["diff"] += upload_diff(host, command, commands)
+        try:
+            change["diff"] = diffs(host, recorder.read, commands)
+        except Exception as exc:  # a diff is an explanation; the verdict stands without it
+            change["diff"] = [f"(no diff: {type(exc).__name__}: {short(exc, 120)})"]
         change["definite"] = True
         changes.append(change)
     if error:
