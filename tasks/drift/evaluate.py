@@ -226,7 +226,7 @@ def evaluate(state, host) -> dict:
                 break
             verdicts[op_hash] = True
             change.update(follows=f"cannot be judged before the changes above ran ({type(exc).__name__}: "
-                                  f"{short(exc, 120)})", definite=False)
+                                  f"{short(str(exc), 120)})", definite=False)
             changes.append(change)
             continue
         if not holds or not commands:
@@ -243,7 +243,7 @@ def evaluate(state, host) -> dict:
         try:
             change["diff"] = diffs(host, recorder.read, commands)
         except Exception as exc:  # a diff is an explanation; the verdict stands without it
-            change["diff"] = [f"(no diff: {type(exc).__name__}: {short(exc, 120)})"]
+            change["diff"] = [f"(no diff: {type(exc).__name__}: {short(str(exc), 120)})"]
         change["definite"] = True
         changes.append(change)
     if error:
