@@ -23,6 +23,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pyinfra.api.command import FileUploadCommand, FunctionCommand, StringCommand
 from pyinfra.api.operation import OperationMeta
@@ -267,7 +268,8 @@ def write_report(state, host, directory: str | os.PathLike) -> dict:
         report = {"host": host.name, "status": "unknown", "operations": None, "changes": [],
                   "error": f"{type(exc).__name__}: {exc}"}
     directory = Path(directory)
-    (directory / f"{host.name}.json").write_text(json.dumps(report, default=str))
+    # Any host name as a file name ("@docker/..." holds a slash); the wrapper reads the name inside.
+    (directory / f"host-{quote(host.name, safe='')}.json").write_text(json.dumps(report, default=str))
     summary = {"targeted": sorted(h.name for h in state.inventory if state.is_host_in_limit(h)),
                "failed": sorted(h.name for h in state.failed_hosts)}
     (directory / "_inventory.json.partial").write_text(json.dumps(summary))

@@ -276,3 +276,23 @@ def test_end_to_end_bad_inventory(mini, tmp_path):
 def test_the_probe_refuses_to_run_outside_the_drift_command():
     text = Path(drift.REPO / drift.PROBE).read_text()
     assert "REPORT_DIR_ENV" in text and "raise PyinfraError" in text
+
+
+def test_a_report_for_any_host_name(tmp_path):
+    """write_report's files are read back by name inside: a connector name with a slash is fine."""
+    class Host:
+        name = "@docker/abc"
+        op_hash_order: list = []
+
+    class State:
+        inventory = [Host()]
+        failed_hosts: set = set()
+
+        def is_host_in_limit(self, host):
+            return True
+
+    assert evaluate.write_report(State(), State.inventory[0], tmp_path)["status"] == "match"
+    summary, reports = drift.read_reports(tmp_path)
+    assert summary == {"targeted": ["@docker/abc"], "failed": []}
+    assert reports["@docker/abc"]["operations"] == 0
+    assert drift.exit_code(drift.verdicts(summary, reports, 0, "")) == 0
