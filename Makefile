@@ -3,12 +3,15 @@ SHELL := /bin/bash
 PY    := .venv/bin/python
 PIP   := .venv/bin/pip
 LAB   ?= gitea-lab-1
+# `make drift`: which inventory, and optionally one host of it (--limit).
+INVENTORY ?= inventories/prod.py
+LIMIT ?=
 
 # Debian packages the control machine needs: the engine and debootstrap for the lab, openssl
 # for lab certificates, git for the clone itself.
 HOST_PACKAGES := docker.io debootstrap openssl git
 
-.PHONY: venv host-packages engine lab lab-down lint test test-unit test-lab test-terraform bench
+.PHONY: venv host-packages engine lab lab-down lint test test-unit test-lab test-terraform bench drift
 
 venv: .venv/.installed
 .venv/.installed: pyproject.toml
@@ -49,6 +52,11 @@ test-lab: engine
 
 test: lint engine
 	$(PY) -m pytest
+
+# Has the host drifted? Changes nothing; exit 0 matches, 1 drifted, 2 could not tell
+# (docs/runbooks/deploy.md). `make drift INVENTORY=inventories/lab.py LIMIT=gitea-lab-1`
+drift: venv
+	$(PY) -m tasks.drift $(INVENTORY) $(if $(LIMIT),--limit $(LIMIT))
 
 bench: engine
 	$(PY) tests/bench/converge.py

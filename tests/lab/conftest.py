@@ -23,11 +23,12 @@ def lab_engine():
 
 
 # One converged lab host for the modules that only need a deployed, healthy host and change
-# nothing the others look at (mail, read-only checks). Brought up and deployed once per session,
-# on first use, and removed at the end; modules that reboot, break or destroy their host keep
-# their own (test_deploy, test_backup, test_prod_inventory). LAB_SHARED_HOST names it otherwise, so
-# that a developer's run of these modules never takes over the host of a suite running beside it.
-SHARED_HOST = os.environ.get("LAB_SHARED_HOST") or "gitea-lab-shared"
+# nothing the others look at (mail, read-only checks), or redeploy what they broke (test_drift).
+# Brought up and deployed once per session, on first use, and removed at the end; modules that
+# reboot, break for good or destroy their host keep their own (test_deploy, test_backup,
+# test_prod_inventory). GITEA_LAB_SHARED_HOST names another host, so a developer's run of these
+# modules never takes over the host of a suite running beside it.
+SHARED_HOST = os.environ.get("GITEA_LAB_SHARED_HOST") or "gitea-lab-shared"
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,5 @@
+import sys
+
+from tasks.drift import main
+
+sys.exit(main())
