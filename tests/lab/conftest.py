@@ -1,5 +1,6 @@
 """Lab tests need a Docker engine; `make test` starts one. Without it they skip, saying why."""
 
+import os
 import shutil
 import subprocess
 
@@ -24,8 +25,9 @@ def lab_engine():
 # One converged lab host for the modules that only need a deployed, healthy host and change
 # nothing the others look at (mail, read-only checks). Brought up and deployed once per session,
 # on first use, and removed at the end; modules that reboot, break or destroy their host keep
-# their own (test_deploy, test_backup, test_prod_inventory).
-SHARED_HOST = "gitea-lab-shared"
+# their own (test_deploy, test_backup, test_prod_inventory). GITEA_LAB_SHARED_HOST names another
+# host, for running a module beside a suite that already uses this one.
+SHARED_HOST = os.environ.get("GITEA_LAB_SHARED_HOST", "gitea-lab-shared")
 
 
 @pytest.fixture(scope="session")
