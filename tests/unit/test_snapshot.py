@@ -38,8 +38,9 @@ def test_managed_paths_sees_files_directories_links_and_absence(tmp_path):
     seen = fact.process(out.stdout.splitlines())
     uid, gid = os.getuid(), os.getgid()
     assert seen[str(managed)] == Seen("file", 640, uid, gid, 8, hashlib.sha1(b"managed\n").hexdigest())
-    assert seen[str(secret)] == Seen("file", 644 if seen[str(secret)].mode == 644 else seen[str(secret)].mode,
-                                     uid, gid, 6, None)  # never hashed: a secret's digest stays on the host
+    secret.chmod(0o400)
+    seen = fact.process(sh(fact.command(paths=paths, hashed=(str(managed),))).stdout.splitlines())
+    assert seen[str(secret)] == Seen("file", 400, uid, gid, 6, None)  # not hashed: its digest stays on the host
     assert seen[str(folder)].kind == "directory" and seen[str(folder)].mode == 750
     assert seen[str(link)].kind == "link" and seen[str(link)].digest == "/usr/share/zoneinfo/UTC"
     assert seen[str(tmp_path / "absent")] == Seen(None)
@@ -149,3 +150,46 @@ def test_the_deploy_runs_through_pyinfra_and_names_every_op(tmp_path):
     loaded = [line for line in run.stderr.splitlines() if "Loaded fact" in line]
     assert sum("tasks.snapshot.ManagedPaths" in line for line in loaded) >= 1
     assert not any("pyinfra.facts.files.Sha1File" in line for line in loaded[:1])
+
+
+class FakeOp:
+    def __init__(self, changed: bool | None):
+        self.changed = changed  # None: not run yet
+
+    def is_complete(self) -> bool:
+        return self.changed is not None
+
+    def did_change(self) -> bool:
+        return bool(self.changed)
+
+
+def test_a_look_is_retaken_after_any_change_and_only_then(monkeypatch):
+    """The soundness of the fast path: one look serves every check until an op of this run
+    changed something; then the next check looks again."""
+    from types import SimpleNamespace
+
+    class FakeHost:
+        name = "h"
+
+        def get_fact(self, fact, **kwargs):
+            asked.append(kwargs)
+            return {"/etc/x": Seen("file", 644, 0, 0, 1, "d")}
+
+    ops, asked = {}, []
+    fake = FakeHost()
+    fake.state = SimpleNamespace(ops={fake: ops})
+    monkeypatch.setattr(snapshot, "host", fake)
+    monkeypatch.setattr(snapshot, "_registry", {})
+    monkeypatch.setattr(snapshot, "_looks", {})
+    differs = snapshot.expect("/etc/x", Want("file", 644, digest="d"))
+    assert differs() is False and differs() is False
+    assert len(asked) == 1  # one look for both checks
+    ops["a"] = SimpleNamespace(operation_meta=FakeOp(False))  # ran, changed nothing
+    assert differs() is False and len(asked) == 1
+    ops["b"] = SimpleNamespace(operation_meta=FakeOp(True))  # changed something
+    assert differs() is False and len(asked) == 2
+    ops["c"] = SimpleNamespace(operation_meta=FakeOp(None))  # not run yet
+    assert differs() is False and len(asked) == 2
+    snapshot.missing("/etc/y")  # the registry grew (a look taken while deploy.py loaded)
+    assert differs() is False and len(asked) == 3
+    assert asked[-1] == {"paths": ("/etc/x", "/etc/y"), "hashed": ("/etc/x",)}
