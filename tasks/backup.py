@@ -226,9 +226,6 @@ class BackupPasswordInSsm(FactBase):
         return output[-1].strip() if output else ""
 
 
-def _repositories_missing() -> bool:
-    states = host.get_fact(BackupRepositories)
-    return not states or "missing" in states.values()
 
 
 @deploy("Backups")
@@ -276,8 +273,9 @@ def backup():
     generate_once(password)
     snapshot.file(name="Mode of restic_password", path=password, user="root", group="root", mode="600")
 
+    repositories = snapshot.system(BackupRepositories)
     server.shell(name="Initialise the restic repositories", commands=["gitea-backup init"],
-                 _if=_repositories_missing)
+                 _if=lambda: not (states := repositories()) or "missing" in states.values())
     # Until the first run, the metrics say "never" (0), which alerting sees as a missing backup.
     server.shell(
         name="Backup metrics before the first run",
@@ -287,10 +285,11 @@ def backup():
     snapshot.template(name="Backup schedule (cron)", src=template("backup/gitea-backup.j2"),
                       dest="/etc/cron.d/gitea-backup", mode="644")
     if ssm:
+        in_ssm = snapshot.system(BackupPasswordInSsm)
         # Last, so that a failure here (a role without ssm:PutParameter, a differing value already in
         # SSM, which is never overwritten) stops the deploy with the reason while backups already run.
         server.shell(
             name="Keep the restic password in SSM",
             commands=["gitea-backup password publish"],
-            _if=lambda: host.get_fact(BackupPasswordInSsm) in ("missing", "differs", ""),
+            _if=lambda: in_ssm() in ("missing", "differs", ""),
         )

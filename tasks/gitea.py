@@ -250,16 +250,18 @@ def gitea():
     # whenever a service's running container differs from the file (StaleServices), however the
     # difference came about: this run's change, an earlier run killed before `up`, a stopped
     # container.
+    stale = snapshot.system(StaleServices, config_cmd=compose("config --hash '*'"),
+                            ps_cmd=compose("ps -q --status running"))
     server.shell(
         name="Start the stack (healthy)",
         commands=[compose("up -d --wait --wait-timeout 300 --remove-orphans")],
-        _if=lambda: bool(host.get_fact(StaleServices, config_cmd=compose("config --hash '*'"),
-                                       ps_cmd=compose("ps -q --status running"))),
+        _if=lambda: bool(stale()),
     )
 
     admin = host.data.gitea_admin_username
     password_file = f"{secrets_dir(host.data)}/admin_password"
     capture_left = snapshot.exists(capture_file(password_file))
+    admins = snapshot.system(GiteaAdmins, compose_cmd=compose("exec -T gitea gitea admin user list --admin"))
     # --random-password keeps the password off every command line; it is taken from the output
     # into a root-only file that the runbook tells the operator to read once.
     server.shell(
@@ -267,6 +269,5 @@ def gitea():
         commands=[create_admin_command(compose(""), admin, host.data.gitea_admin_email, password_file)],
         # A capture left by an interrupted run is finished; an operator who deleted the password file
         # after reading it (the runbook allows it) gets no new one.
-        _if=lambda: capture_left() or admin not in host.get_fact(
-            GiteaAdmins, compose_cmd=compose("exec -T gitea gitea admin user list --admin")),
+        _if=lambda: capture_left() or admin not in admins(),
     )

@@ -8,6 +8,8 @@ is read by ONE batched fact, and each op gets `_if=` a comparison against it:
     units     Units: pyinfra's own running/enabled test (SystemdStatus/SystemdEnabled) of every unit
     packages  pyinfra's DebPackages, once
     applied   tasks/common.AppliedConfigs: does each daemon run the configuration on disk
+    system    Concurrently: the checks that ask the running system (Compose, Gitea, restic, SSM),
+              all at once
 
 An op whose resource already matches is skipped: its `_if` is false, and under `-y` a false `_if`
 gathers none of the op's own facts. An op whose resource differs runs as the plain pyinfra op it
@@ -123,6 +125,32 @@ class Units(FactBase):
         return found
 
 
+class Concurrently(FactBase):
+    """The commands of several facts in one remote command, run at once: each in the background
+    with its output in a file of its own, all printed once every one has ended, each line tagged
+    with its fact's number. For the checks that ask the running system (Compose, Gitea's CLI,
+    restic, SSM): tenths of a second each, read-only and independent of one another."""
+
+    default = dict
+
+    def command(self, commands: tuple[str, ...]) -> str:
+        lines = ["d=$(mktemp -d /tmp/gitea-deploy-facts.XXXXXX) || exit 1"]
+        lines += [f"( {command} ) > \"$d/{i}\" 2>/dev/null &" for i, command in enumerate(commands)]
+        lines.append("wait")
+        # awk, not sed: a last line without its newline must not run into the next fact's first
+        lines += [f"awk '{{print \"{i} \" $0}}' \"$d/{i}\"" for i in range(len(commands))]
+        lines.append("rm -rf \"$d\"")
+        return "\n".join(lines)
+
+    def process(self, output: list[str]) -> dict[int, list[str]]:
+        found: dict[int, list[str]] = {}
+        for line in output:
+            tag, _, rest = line.partition(" ")
+            if tag.isdigit():
+                found.setdefault(int(tag), []).append(rest)
+        return found
+
+
 # --- the registry and the looks ------------------------------------------------------------------
 #
 # Each helper registers what it will ask about while deploy.py is loaded (before any op runs), so
@@ -178,6 +206,30 @@ def units() -> dict[str, tuple[bool, bool]]:
 
 def packages() -> dict:
     return look("packages", DebPackages) or {}
+
+
+def system(fact: type[FactBase], **kwargs):
+    """A callable giving `host.get_fact(fact, **kwargs)`, for a check that asks the running system.
+    Every such check of the deploy is answered by one Concurrently look at the first ask; after an
+    op of this run changed something, a check asks on its own instead (that look is not retaken:
+    one slow check is cheaper than all of them)."""
+    item = (fact, tuple(sorted(kwargs.items())))
+    register("system", item)
+
+    def ask():
+        key = (id(host.state), host.name, "system")
+        if key not in _looks:
+            items = list(registered("system"))
+            output = host.get_fact(Concurrently, commands=tuple(str(f().command(**dict(kw))) for f, kw in items))
+            answers = {it: (it[0]().process(output[i]) if output.get(i) else it[0]().default())
+                       for i, it in enumerate(items)}
+            _looks[key] = (changes_so_far(), answers)
+        seen_at, answers = _looks[key]
+        if seen_at == changes_so_far() and item in answers:
+            return answers[item]
+        return host.get_fact(fact, **kwargs)
+
+    return ask
 
 
 # --- expectations --------------------------------------------------------------------------------

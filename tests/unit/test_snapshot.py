@@ -193,3 +193,16 @@ def test_a_look_is_retaken_after_any_change_and_only_then(monkeypatch):
     snapshot.missing("/etc/y")  # the registry grew (a look taken while deploy.py loaded)
     assert differs() is False and len(asked) == 3
     assert asked[-1] == {"paths": ("/etc/x", "/etc/y"), "hashed": ("/etc/x",)}
+
+
+def test_concurrently_runs_the_checks_at_once_and_keeps_each_output_apart(tmp_path):
+    from tasks.snapshot import Concurrently
+
+    fact = Concurrently()
+    flag = tmp_path / "second-ran"
+    # The first check sees the second one's file only if they run at the same time (bounded wait).
+    waits = f"for i in $(seq 100); do [ -e {flag} ] && break; sleep 0.05; done; [ -e {flag} ] && echo saw-it"
+    commands = (waits, f"touch {flag}; printf 'a\\nb'", "echo broken >&2; exit 3", "true", "printf '\\nx\\n'")
+    out = sh(fact.command(commands=commands))
+    assert out.returncode == 0, out.stderr
+    assert fact.process(out.stdout.splitlines()) == {0: ["saw-it"], 1: ["a", "b"], 4: ["", "x"]}
