@@ -9,12 +9,14 @@ from pyinfra import host
 from tasks import settings
 from tasks.backup import backup
 from tasks.base import base
+from tasks.common import tcp_nodelay
 from tasks.docker import docker
 from tasks.gitea import gitea
 from tasks.nginx import nginx
 from tasks.node_exporter import node_exporter
 from tasks.secrets import secrets
 
+tcp_nodelay()  # ~46 ms -> ~3 ms a remote command (tasks/common.py)
 # Inventories validate before connecting; this catches `--data` overrides too, before any op runs.
 settings.require_defaults(host.data.dict())
 settings.validate(host.data.dict(), host=host.name)

@@ -15,7 +15,9 @@ from pyinfra import host, state
 from pyinfra.operations import server
 
 from tasks import settings
+from tasks.common import tcp_nodelay
 
+tcp_nodelay()
 settings.require_defaults(host.data.dict())
 settings.validate(host.data.dict(), host=host.name)
 if len(state.activated_hosts) != 1:

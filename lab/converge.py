@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -35,6 +36,24 @@ def deploy(name: str | None, *extra: str, inventory: str = INVENTORY, env: dict 
         results = {"totals": {}}
     results.update(returncode=result.returncode, seconds=seconds, log=result.stderr)
     return results
+
+
+REMOTE_COMMAND = re.compile(r"Running command on |Attempting upload of ")
+
+
+def remote_commands(log: str) -> int:
+    """Remote commands (and uploads) a deploy run with `--debug` made: pyinfra logs each one."""
+    return sum(1 for line in log.splitlines() if REMOTE_COMMAND.search(line))
+
+
+def facts_loaded(log: str) -> dict[str, int]:
+    """fact class -> how often a `--debug` run gathered it (where the remote commands went)."""
+    found: dict[str, int] = {}
+    for line in log.splitlines():
+        if "Loaded fact " in line:
+            name = line.split("Loaded fact ", 1)[1].split(" ", 1)[0]
+            found[name] = found.get(name, 0) + 1
+    return found
 
 
 def root_ca_file(name: str) -> Path:

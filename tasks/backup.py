@@ -19,9 +19,9 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
-from pyinfra.facts.files import File
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import server, systemd
 
+from tasks import snapshot
 from tasks.common import REPO, apt_install, template
 from tasks.gitea import compose_file, database
 from tasks.secrets import generate_once, secrets_dir
@@ -226,9 +226,6 @@ class BackupPasswordInSsm(FactBase):
         return output[-1].strip() if output else ""
 
 
-def _repositories_missing() -> bool:
-    states = host.get_fact(BackupRepositories)
-    return not states or "missing" in states.values()
 
 
 @deploy("Backups")
@@ -237,59 +234,62 @@ def backup():
     ssm = ssm_parameter(data)
     # boto3 only talks to SSM; cron runs the job. No recommends: cron's would be a mail server.
     apt_install(["restic", "cron", *(["python3-boto3"] if ssm else [])], no_recommends=True)
-    systemd.service(name="cron running", service="cron", running=True, enabled=True)
+    snapshot.service(name="cron running", service="cron", running=True, enabled=True)
 
-    files.directory(name="Backup job's code", path=LIB_DIR, mode="755")
+    snapshot.directory(name="Backup job's code", path=LIB_DIR, mode="755")
     for name in MODULES:
-        files.put(name=f"Install {name}", src=str(REPO / "files/backup" / name), dest=f"{LIB_DIR}/{name}", mode="644")
+        snapshot.put(name=f"Install {name}", src=str(REPO / "files/backup" / name), dest=f"{LIB_DIR}/{name}",
+                     mode="644")
     for name in PROGRAMS:
-        files.put(name=f"Install {name}", src=str(REPO / "files/backup" / name), dest=f"/usr/local/sbin/{name}",
-                  mode="755")
+        snapshot.put(name=f"Install {name}", src=str(REPO / "files/backup" / name), dest=f"/usr/local/sbin/{name}",
+                     mode="755")
 
     password = password_file(data)
-    files.directory(name="Backup configuration directory", path=CONFIG_DIR, mode="755")
+    snapshot.directory(name="Backup configuration directory", path=CONFIG_DIR, mode="755")
     credentials = bool(data.backup_aws_access_key_id)
     if credentials:
-        files.put(name="Static AWS keys (emulated AWS only)", src=StringIO(aws_credentials(data)),
-                  dest=CREDENTIALS_FILE, mode="600")
+        snapshot.put(name="Static AWS keys (emulated AWS only)", src=StringIO(aws_credentials(data)),
+                     dest=CREDENTIALS_FILE, mode="600")
     env = render_env(backup_env(data))
-    files.put(name="Backup configuration", src=StringIO(env), dest=ENV_FILE, mode="644")
+    snapshot.put(name="Backup configuration", src=StringIO(env), dest=ENV_FILE, mode="644")
     # The dump and restores' staging live on the data volume, next to what they copy.
     for path in (backup_dir(data), f"{backup_dir(data)}/dump", CACHE_DIR):
-        files.directory(name=f"Directory {path}", path=path, user="root", group="root", mode="700")
-    files.directory(name="Backup job's state", path=STATE_DIR, user="root", group="root", mode="750")
+        snapshot.directory(name=f"Directory {path}", path=path, user="root", group="root", mode="700")
+    snapshot.directory(name="Backup job's state", path=STATE_DIR, user="root", group="root", mode="750")
     # At boot, before anyone has to notice: Gitea started again if a backup died while it was
     # paused (`compose stop` is not undone by restart: unless-stopped).
-    unit = files.put(name="Boot unit: resume an interrupted pause", src=str(REPO / "files/backup" / RESUME_UNIT),
-                     dest=f"/etc/systemd/system/{RESUME_UNIT}", mode="644")
+    unit = snapshot.put(name="Boot unit: resume an interrupted pause", src=str(REPO / "files/backup" / RESUME_UNIT),
+                        dest=f"/etc/systemd/system/{RESUME_UNIT}", mode="644")
     systemd.daemon_reload(name="Reload systemd units (backup)", _if=unit.did_change)
-    systemd.service(name=f"Enable {RESUME_UNIT}", service=RESUME_UNIT, running=None, enabled=True)
+    snapshot.service(name=f"Enable {RESUME_UNIT}", service=RESUME_UNIT, running=None, enabled=True)
 
     # The restic password: a replacement host takes its predecessor's from SSM, else one is made.
     if ssm:
         server.shell(
             name="Take the restic password from SSM (replacement host)",
             commands=["gitea-backup password fetch"],
-            _if=lambda: not host.get_fact(File, path=password),
+            _if=snapshot.missing(password),
         )
     generate_once(password)
-    files.file(name="Mode of restic_password", path=password, user="root", group="root", mode="600")
+    snapshot.file(name="Mode of restic_password", path=password, user="root", group="root", mode="600")
 
+    repositories = snapshot.system(BackupRepositories)
     server.shell(name="Initialise the restic repositories", commands=["gitea-backup init"],
-                 _if=_repositories_missing)
+                 _if=lambda: not (states := repositories()) or "missing" in states.values())
     # Until the first run, the metrics say "never" (0), which alerting sees as a missing backup.
     server.shell(
         name="Backup metrics before the first run",
         commands=["gitea-backup metrics"],
-        _if=lambda: not host.get_fact(File, path=metrics_file(data)),
+        _if=snapshot.missing(metrics_file(data)),
     )
-    files.template(name="Backup schedule (cron)", src=template("backup/gitea-backup.j2"),
-                   dest="/etc/cron.d/gitea-backup", mode="644")
+    snapshot.template(name="Backup schedule (cron)", src=template("backup/gitea-backup.j2"),
+                      dest="/etc/cron.d/gitea-backup", mode="644")
     if ssm:
+        in_ssm = snapshot.system(BackupPasswordInSsm)
         # Last, so that a failure here (a role without ssm:PutParameter, a differing value already in
         # SSM, which is never overwritten) stops the deploy with the reason while backups already run.
         server.shell(
             name="Keep the restic password in SSM",
             commands=["gitea-backup password publish"],
-            _if=lambda: host.get_fact(BackupPasswordInSsm) in ("missing", "differs", ""),
+            _if=lambda: in_ssm() in ("missing", "differs", ""),
         )

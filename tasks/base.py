@@ -3,8 +3,8 @@ administrator's hardened sshd."""
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, systemd
 
+from tasks import snapshot
 from tasks.common import REPO, apply_when_stale, apt_install, install_validated, staged_template, template
 
 PACKAGES = ["ca-certificates", "curl", "openssl", "tzdata", "unattended-upgrades"]
@@ -13,13 +13,13 @@ SSHD_DROP_IN = "/etc/ssh/sshd_config.d/gitea-deploy.conf"
 
 @deploy("Base system")
 def base():
-    files.put(name="apt waits for the dpkg lock", src=str(REPO / "files/base/50gitea-deploy"),
-              dest="/etc/apt/apt.conf.d/50gitea-deploy", mode="644")
+    snapshot.put(name="apt waits for the dpkg lock", src=str(REPO / "files/base/50gitea-deploy"),
+                 dest="/etc/apt/apt.conf.d/50gitea-deploy", mode="644")
     apt_install(PACKAGES)
-    files.put(name="Daily security updates", src=str(REPO / "files/base/20auto-upgrades"),
-              dest="/etc/apt/apt.conf.d/20auto-upgrades", mode="644")
+    snapshot.put(name="Daily security updates", src=str(REPO / "files/base/20auto-upgrades"),
+                 dest="/etc/apt/apt.conf.d/20auto-upgrades", mode="644")
 
-    files.link(
+    snapshot.link(
         name="Time zone",
         path="/etc/localtime",
         target=f"/usr/share/zoneinfo/{host.data.timezone}",
@@ -37,6 +37,6 @@ def base():
     )
     install_validated("Install the sshd drop-in (validated by sshd -t)", [drop_in],
                       check="sshd -t", marker="sshd")
-    systemd.service(name="sshd running", service="ssh", running=True, enabled=True)
+    snapshot.service(name="sshd running", service="ssh", running=True, enabled=True)
     apply_when_stale("Reload sshd", marker="sshd", effective="sshd -T",
                      command="sshd -t && systemctl reload ssh")

@@ -9,9 +9,9 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.files import File
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import server, systemd
 
+from tasks import snapshot
 from tasks.common import apt_install, template
 
 WEBROOT = "/var/www/letsencrypt"
@@ -46,27 +46,27 @@ def renewal_conf() -> str:
 @deploy("TLS certificate")
 def certificate():
     apt_install(["certbot"])
-    files.directory(name="ACME webroot", path=WEBROOT, mode="755")
+    snapshot.directory(name="ACME webroot", path=WEBROOT, mode="755")
 
     # A private ACME CA (the lab's pebble) is trusted by certbot only, never system-wide.
     bundle = host.data.acme_ca_bundle
-    files.directory(name="certbot config", path="/etc/letsencrypt", mode="755")
+    snapshot.directory(name="certbot config", path="/etc/letsencrypt", mode="755")
     if bundle:
-        files.put(name="ACME server's CA", src=StringIO(bundle), dest=CA_BUNDLE, mode="644")
+        snapshot.put(name="ACME server's CA", src=StringIO(bundle), dest=CA_BUNDLE, mode="644")
     else:
-        files.file(name="No private ACME CA", path=CA_BUNDLE, present=False)
-    drop_in = files.template(
+        snapshot.file(name="No private ACME CA", path=CA_BUNDLE, present=False)
+    drop_in = snapshot.template(
         name="certbot renewals use the same ACME CA",
         src=template("certbot/gitea-deploy.conf.j2"),
         dest=TIMER_DROP_IN,
         **contexts(host.data)["certbot/gitea-deploy.conf.j2"],
     )
     systemd.daemon_reload(name="Reload systemd units", _if=drop_in.did_change)
-    systemd.service(name="Renewal timer", service="certbot.timer", running=True, enabled=True)
+    snapshot.service(name="Renewal timer", service="certbot.timer", running=True, enabled=True)
 
     server.shell(
         name=f"Obtain the certificate for {host.data.gitea_domain}",
         commands=[certonly_command(host.data.acme_email, host.data.acme_server, host.data.gitea_domain,
                                    CA_BUNDLE if bundle else None)],
-        _if=lambda: not host.get_fact(File, path=renewal_conf()),
+        _if=snapshot.missing(renewal_conf()),
     )

@@ -1,17 +1,31 @@
-"""Helpers the task modules share: idempotent package installs, numeric ownership, facts."""
+"""Helpers the task modules share: the SSH setting, idempotent package installs, numeric
+ownership, staged configs, facts. Each op's fast-path `_if` comes from tasks/snapshot.py."""
 
 from __future__ import annotations
 
 import posixpath
 import shlex
+import socket
 from dataclasses import dataclass
 
 from pyinfra import host
 from pyinfra.api import FactBase
-from pyinfra.facts.deb import DebPackages
-from pyinfra.operations import apt, files, server
+from pyinfra.operations import apt, server
 
-from tasks import REPO
+from tasks import REPO, snapshot
+
+
+def tcp_nodelay() -> None:
+    """Send every remote command at once. paramiko sets no socket options, so without TCP_NODELAY
+    each command's small packets wait on Nagle's algorithm and the peer's 40 ms delayed ACK: about
+    46 ms a command on loopback instead of 3 (measured with pyinfra 3.10, paramiko 4). Called at the
+    top of deploy.py and restore.py, so it holds for every inventory; a connector without a paramiko
+    socket (@local, @docker, an SSH ProxyCommand) is left as it is."""
+    client = getattr(host.connector, "client", None)
+    transport = client.get_transport() if client is not None else None
+    sock = getattr(transport, "sock", None)
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def template(name: str) -> str:
@@ -26,47 +40,43 @@ def apt_install(packages: list[str], no_recommends: bool = False) -> None:
     zero-changes guarantee scheduled redeploys rely on. `no_recommends` keeps out what a package
     only recommends (cron would bring a mail server, restic FUSE, node_exporter a dozen collectors).
     """
-    installed = host.get_fact(DebPackages) or {}
-    missing = [p for p in packages if p not in installed]
     apt.packages(
         name=f"Install {', '.join(packages)}",
         packages=packages,
-        update=bool(missing),
+        update=bool(snapshot.missing_packages(packages)),
         no_recommends=no_recommends,
         _env={"DEBIAN_FRONTEND": "noninteractive"},
+        # Skipped, and so none of its facts asked, while every package is installed (one look at
+        # the installed packages serves every stage, tasks/snapshot.py).
+        _if=lambda: bool(snapshot.missing_packages(packages)),
     )
 
 
-class LoginAccount(FactBase):
-    """`name:shell` of the host account with this uid when it can log in (a shell other than
-    nologin/false), else None. A container uid shared with such an account gives that user the
-    container's files."""
+class LoginAccounts(FactBase):
+    """uid -> `name:shell` of each host account with one of these uids that can log in (a shell
+    other than nologin/false). A container uid shared with such an account gives that user the
+    container's files. One command for all the uids."""
 
-    def command(self, uid: int) -> str:
-        return f"getent passwd {int(uid)} | cut -d: -f1,7 || true"
+    default = dict
 
-    def process(self, output: list[str]) -> str | None:
-        line = output[0].strip() if output else ""
-        name, _, shell = line.partition(":")
-        return line if name and not shell.endswith(("/nologin", "/false")) else None
+    def command(self, uids: tuple[int, ...]) -> str:
+        return "; ".join(f"getent passwd {int(uid)} | cut -d: -f1,3,7" for uid in uids) + "; true"
 
-
-class NumericOwner(FactBase):
-    """`uid:gid` of a path, by number: container uids often have no name on the host, and
-    pyinfra's name-based ownership checks then never settle ("UNKNOWN" != "999")."""
-
-    def command(self, path: str) -> str:
-        return f"stat -c '%u:%g' {shlex.quote(path)} 2>/dev/null || true"
-
-    def process(self, output: list[str]) -> str | None:
-        return output[0].strip() if output and output[0].strip() else None
+    def process(self, output: list[str]) -> dict[int, str]:
+        found = {}
+        for line in output:
+            name, _, rest = line.strip().partition(":")
+            uid, _, shell = rest.partition(":")
+            if name and uid.isdigit() and not shell.endswith(("/nologin", "/false")):
+                found[int(uid)] = f"{name}:{shell}"
+        return found
 
 
 def owned_directory(path: str, uid: int, gid: int, mode: str, recursive: bool = False) -> None:
     """A directory owned by a container's uid/gid (by number), with this mode. `recursive`: when
     the directory's owner is wrong, everything below it is re-owned too (a changed container uid
     must take its files along, or the container can no longer read them)."""
-    files.directory(name=f"Directory {path}", path=path, mode=mode)
+    snapshot.directory(name=f"Directory {path}", path=path, mode=mode)
     chown(path, uid, gid, recursive=recursive)
 
 
@@ -87,7 +97,7 @@ def chown(path: str, uid: int, gid: int, recursive: bool = False) -> None:
         name=f"Own {path} by {wanted}" + (" (and all below it)" if recursive else ""),
         commands=[chown_command(path, uid, gid, recursive)],
         # Evaluated at execution time: the path may only exist once earlier ops ran.
-        _if=lambda: host.get_fact(NumericOwner, path=path) != wanted,
+        _if=snapshot.owner_differs(path, uid, gid),
     )
 
 
@@ -124,13 +134,14 @@ class StagedFile:
     live: str
     staged: str
     mode: str
+    digest: str | None = None  # sha1 of the rendered template: what both files hold once installed
 
 
 def staged_template(name: str, src: str, dest: str, mode: str = "644", **context) -> StagedFile:
     """Render a template to its staging path (step 1 above); install_validated() installs it."""
     staged = f"{STAGING_ROOT}{dest}"
-    files.template(name=f"{name} (staged)", src=src, dest=staged, mode=mode, **context)
-    return StagedFile(live=dest, staged=staged, mode=mode)
+    snapshot.template(name=f"{name} (staged)", src=src, dest=staged, mode=mode, **context)
+    return StagedFile(live=dest, staged=staged, mode=mode, digest=snapshot.template_digest(src, **context))
 
 
 class PendingConfigs(FactBase):
@@ -194,7 +205,12 @@ def install_validated(name: str, staged: list[StagedFile], check: str, marker: s
     """
     script = install_script(staged, check, _marker(marker), overlay)
     pairs = tuple((f.staged, f.live, f.mode) for f in staged)
-    server.shell(name=name, commands=[script], _if=lambda: bool(host.get_fact(PendingConfigs, pairs=pairs)))
+    # Fast path: every live file already holds what its template renders to, with its mode. Else
+    # PendingConfigs compares each live file with its staged copy on the host, as always.
+    live_differs = [snapshot.expect(f.live, snapshot.Want("file", snapshot._mode(f.mode), digest=f.digest))
+                    for f in staged]
+    server.shell(name=name, commands=[script],
+                 _if=lambda: any(d() for d in live_differs) and bool(host.get_fact(PendingConfigs, pairs=pairs)))
 
 
 class ConfigApplied(FactBase):
@@ -208,6 +224,31 @@ class ConfigApplied(FactBase):
         return output[-1].strip() if output else "stale"
 
 
+class AppliedConfigs(FactBase):
+    """ConfigApplied of several daemons in one command: marker -> "current" | "stale"."""
+
+    default = dict
+
+    def command(self, pairs: tuple[tuple[str, str], ...]) -> str:
+        return "\n".join(f"printf '%s ' {shlex.quote(marker)}; {ConfigApplied().command(effective, marker)}"
+                         for effective, marker in pairs)
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        return dict(line.strip().rsplit(" ", 1) for line in output if " " in line.strip())
+
+
+def config_stale(effective: str, marker: str):
+    """`_if` of apply_when_stale: true unless the daemon runs what is on disk. One look answers
+    for every daemon of the deploy (tasks/snapshot.py)."""
+    snapshot.register("applied", (effective, marker))
+
+    def stale() -> bool:
+        pairs = tuple(sorted(snapshot.registered("applied")))
+        return (snapshot.look("applied", AppliedConfigs, pairs=pairs) or {}).get(marker) != "current"
+
+    return stale
+
+
 def apply_when_stale(name: str, marker: str, effective: str, command: str) -> None:
     """Run `command` (a reload or restart) unless the daemon already runs the configuration on
     disk (step 3 above); record that it does once `command` succeeded."""
@@ -216,5 +257,5 @@ def apply_when_stale(name: str, marker: str, effective: str, command: str) -> No
         name=name,
         commands=[f"{command} && mkdir -p {APPLIED_DIR} && "
                   f"{effective} 2>/dev/null | sha256sum | cut -d' ' -f1 > {shlex.quote(path)}"],
-        _if=lambda: host.get_fact(ConfigApplied, effective=effective, marker=path) != "current",
+        _if=config_stale(effective, path),
     )

@@ -1,8 +1,8 @@
 """The container engine: Debian's docker.io with Compose v2, rotating logs, live-restore."""
 
 from pyinfra.api import deploy
-from pyinfra.operations import systemd
 
+from tasks import snapshot
 from tasks.common import apply_when_stale, apt_install, install_validated, staged_template, template
 
 DAEMON_JSON = "/etc/docker/daemon.json"
@@ -22,7 +22,7 @@ def docker():
     install_validated("Install daemon.json (validated by dockerd --validate)", [daemon],
                       check=f"dockerd --validate --config-file {daemon.staged}", marker="docker",
                       overlay=False)
-    systemd.service(name="Docker running", service="docker", running=True, enabled=True)
+    snapshot.service(name="Docker running", service="docker", running=True, enabled=True)
     # Restarted until it has run with the daemon.json on disk (tasks/common.py); live-restore
     # keeps the containers running meanwhile.
     apply_when_stale("Restart Docker for its settings", marker="docker", effective=f"cat {DAEMON_JSON}",

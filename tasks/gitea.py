@@ -9,10 +9,10 @@ from pyinfra import host
 from pyinfra.api import FactBase, deploy
 from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.docker import DockerImage
-from pyinfra.facts.files import File
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 
-from tasks.common import LoginAccount, owned_directory, template
+from tasks import snapshot
+from tasks.common import LoginAccounts, owned_directory, template
 from tasks.secrets import layout, secrets_dir
 from tasks.settings import gitea_config
 
@@ -199,6 +199,8 @@ class StaleServices(FactBase):
 class GiteaAdmins(FactBase):
     """Usernames of Gitea's administrators, asked through Gitea's own CLI."""
 
+    default = list
+
     def command(self, compose_cmd: str) -> str:
         return f"{compose_cmd} 2>/dev/null || true"
 
@@ -212,8 +214,9 @@ class GiteaAdmins(FactBase):
 def gitea():
     root = host.data.data_root
     uid, pg_uid = host.data.gitea_uid, host.data.postgres_uid
+    accounts = host.get_fact(LoginAccounts, uids=(int(uid), int(pg_uid)))
     for key in ("gitea_uid", "postgres_uid"):
-        account = host.get_fact(LoginAccount, uid=host.data.get(key))
+        account = accounts.get(int(host.data.get(key)))
         if account:
             raise DeployError(f"{key} {host.data.get(key)} is the host's login account {account.split(':')[0]}: "
                               f"it would own the container's files (app.ini, the database); set another {key}")
@@ -225,8 +228,8 @@ def gitea():
     db = database(host.data)
     if db["external"]:
         # Not a secret: the CA Gitea verifies the database's certificate against.
-        files.put(name="External database's CA", src=StringIO(host.data.database_ca_bundle), dest=db["ca_file"],
-                  mode="644")
+        snapshot.put(name="External database's CA", src=StringIO(host.data.database_ca_bundle),
+                     dest=db["ca_file"], mode="644")
         # No db service pulls it: the backup and the restore run pg_dump/pg_restore from this image.
         image = shlex.quote(host.data.postgres_image)
         server.shell(name="PostgreSQL client image (backup and restore)", commands=[f"docker pull -q {image}"],
@@ -234,7 +237,7 @@ def gitea():
     else:
         owned_directory(f"{root}/postgres", pg_uid, pg_uid, "700")
 
-    files.template(
+    snapshot.template(
         name="Compose file",
         src=template("gitea/compose.yaml.j2"),
         dest=compose_file(host.data),
@@ -247,15 +250,18 @@ def gitea():
     # whenever a service's running container differs from the file (StaleServices), however the
     # difference came about: this run's change, an earlier run killed before `up`, a stopped
     # container.
+    stale = snapshot.system(StaleServices, config_cmd=compose("config --hash '*'"),
+                            ps_cmd=compose("ps -q --status running"))
     server.shell(
         name="Start the stack (healthy)",
         commands=[compose("up -d --wait --wait-timeout 300 --remove-orphans")],
-        _if=lambda: bool(host.get_fact(StaleServices, config_cmd=compose("config --hash '*'"),
-                                       ps_cmd=compose("ps -q --status running"))),
+        _if=lambda: bool(stale()),
     )
 
     admin = host.data.gitea_admin_username
     password_file = f"{secrets_dir(host.data)}/admin_password"
+    capture_left = snapshot.exists(capture_file(password_file))
+    admins = snapshot.system(GiteaAdmins, compose_cmd=compose("exec -T gitea gitea admin user list --admin"))
     # --random-password keeps the password off every command line; it is taken from the output
     # into a root-only file that the runbook tells the operator to read once.
     server.shell(
@@ -263,6 +269,5 @@ def gitea():
         commands=[create_admin_command(compose(""), admin, host.data.gitea_admin_email, password_file)],
         # A capture left by an interrupted run is finished; an operator who deleted the password file
         # after reading it (the runbook allows it) gets no new one.
-        _if=lambda: bool(host.get_fact(File, path=capture_file(password_file))) or admin not in host.get_fact(
-            GiteaAdmins, compose_cmd=compose("exec -T gitea gitea admin user list --admin")),
+        _if=lambda: capture_left() or admin not in admins(),
     )

@@ -11,8 +11,8 @@ deploy.
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import files, systemd
 
+from tasks import snapshot
 from tasks.certbot import WEBROOT, certificate, live_dir
 from tasks.common import StagedFile, apply_when_stale, apt_install, install_validated, staged_template, template
 
@@ -48,8 +48,8 @@ def nginx():
     apt_install(["nginx"])
     # Debian's default site also claims port 80 as default_server. Removing it changes what
     # `nginx -T` shows, so the reload below follows even if this run is cut short.
-    files.link(name="No default site", path="/etc/nginx/sites-enabled/default", present=False)
-    systemd.service(name="nginx running", service="nginx", running=True, enabled=True)
+    snapshot.link(name="No default site", path="/etc/nginx/sites-enabled/default", present=False)
+    snapshot.service(name="nginx running", service="nginx", running=True, enabled=True)
     snippet = staged_template("nginx TLS settings (Mozilla intermediate)", src=template("nginx/gitea-tls.conf.j2"),
                               dest=TLS_SNIPPET)
     http = vhost("gitea-http.conf")

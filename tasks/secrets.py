@@ -9,9 +9,9 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.files import File
-from pyinfra.operations import files, server
+from pyinfra.operations import server
 
+from tasks import snapshot
 from tasks.common import chown
 
 # name -> (owner, group, mode). Ownership is by container uid: PostgreSQL reads db_password as
@@ -74,7 +74,7 @@ def generate_once(path: str) -> None:
         commands=[f"set -e; umask 077; openssl rand 32 | basenc --base64url | tr -d '=\\n' > {partial}; "
                   f"test -s {partial}; mv -f {partial} {target}"],
         # Evaluated when the op runs: an earlier op (e.g. a fetch from SSM) may have written it.
-        _if=lambda: missing_or_empty(path),
+        _if=snapshot.missing_or_empty(path),
     )
 
 
@@ -82,20 +82,13 @@ def require_operator_secret(path: str, what: str) -> None:
     """Stop the deploy, saying what to put where, while a secret only the operator has is missing."""
     message = f"{path} is missing or empty: put {what} there (root-only) and deploy again"
     server.shell(name=f"{path.rsplit('/', 1)[-1]} supplied by the operator",
-                 commands=[f"echo {shlex.quote(message)} >&2; exit 1"], _if=lambda: missing_or_empty(path))
-
-
-def missing_or_empty(path: str) -> bool:
-    """No usable secret: absent, or empty (a write that died before this deploy made it atomic).
-    An empty secret never worked, so making a new one loses nothing."""
-    fact = host.get_fact(File, path=path)
-    return not fact or not fact.get("size")
+                 commands=[f"echo {shlex.quote(message)} >&2; exit 1"], _if=snapshot.missing_or_empty(path))
 
 
 @deploy("Secrets")
 def secrets():
-    files.directory(name="Data root", path=host.data.data_root, user="root", group="root", mode="755")
-    files.directory(name="Secrets directory", path=secrets_dir(host.data), user="root", group="root", mode="700")
+    snapshot.directory(name="Data root", path=host.data.data_root, user="root", group="root", mode="755")
+    snapshot.directory(name="Secrets directory", path=secrets_dir(host.data), user="root", group="root", mode="700")
 
     supplied = operator_supplied(host.data)
     for name, (owner, group, mode) in layout(host.data).items():
@@ -104,5 +97,5 @@ def secrets():
             require_operator_secret(path, supplied[name])
         else:
             generate_once(path)
-        files.file(name=f"Mode of {name}", path=path, mode=mode)
+        snapshot.file(name=f"Mode of {name}", path=path, mode=mode)
         chown(path, host.data.get(owner), host.data.get(group))

@@ -20,6 +20,7 @@ place of backup.env itself is built in (CONFIG_FILE, or GITEA_BACKUP_CONFIG for 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import fcntl
 import json
@@ -901,17 +902,20 @@ def password_publish(cfg: Config) -> str:
 # --- repositories -------------------------------------------------------------------------------
 
 def status(cfg: Config) -> dict[str, str]:
-    """Per repository: initialised | missing | error: <why> (the deploy's guard)."""
-    result = {}
-    for repo in cfg.repositories:
+    """Per repository: initialised | missing | error: <why> (the deploy's guard). The repositories
+    are asked at once: opening one is restic's key derivation, ~0.5 s each, and every deploy asks."""
+
+    def one(repo: Repository) -> str:
         why = s3_reachable(repo) if repo.remote else None
         try:
             if why:
                 raise JobError(why)
-            result[repo.name] = "initialised" if Restic(cfg, repo).initialised() else "missing"
+            return "initialised" if Restic(cfg, repo).initialised() else "missing"
         except JobError as error:
-            result[repo.name] = f"error: {error}"
-    return result
+            return f"error: {error}"
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(cfg.repositories))) as pool:
+        return dict(zip((r.name for r in cfg.repositories), pool.map(one, cfg.repositories), strict=True))
 
 
 def init(cfg: Config) -> list[str]:

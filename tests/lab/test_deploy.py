@@ -25,7 +25,8 @@ from lab.converge import INVENTORY, REPO, deploy, host_checks
 
 pytestmark = pytest.mark.lab
 
-NAME = "gitea-lab-e2e"
+# GITEA_LAB_E2E_HOST names another host, to run this module beside a suite that uses this one.
+NAME = os.environ.get("GITEA_LAB_E2E_HOST", "gitea-lab-e2e")
 
 
 @pytest.fixture(scope="module")

@@ -343,3 +343,24 @@ def test_the_external_database_is_reached_from_the_image_over_verified_tls(tmp_p
     assert argv[argv.index("--entrypoint") + 1:][:2] == ["psql", "postgres:17"]
     assert not [a for a in argv if "s3cret" in a]
     assert seen["pgpass"] == "db.example.com:5432:*:gitea:s3cret\\:pw\n" and seen["mode"] == 0o600
+
+
+def test_status_asks_the_repositories_at_once(monkeypatch):
+    """Every deploy asks `gitea-backup status`; opening a restic repository is its key derivation
+    (~0.5 s), so both are asked at once. The barrier passes only if the two checks overlap."""
+    import threading
+
+    barrier = threading.Barrier(2, timeout=10)
+    answers = {"local": True, "s3": False}
+
+    def initialised(self):
+        barrier.wait()
+        return answers[self.repo.name]
+
+    monkeypatch.setattr(job.Restic, "initialised", initialised)
+    monkeypatch.setattr(job, "s3_reachable", lambda repo: None)
+    assert job.status(config()) == {"local": "initialised", "s3": "missing"}
+    monkeypatch.setattr(job, "s3_reachable", lambda repo: "S3 is unreachable (test)")
+    barrier.reset()
+    monkeypatch.setattr(job.Restic, "initialised", lambda self: True)
+    assert job.status(config()) == {"local": "initialised", "s3": "error: S3 is unreachable (test)"}

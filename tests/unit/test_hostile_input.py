@@ -8,6 +8,7 @@ deploy's shell commands run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -21,7 +22,7 @@ import yaml
 from pyinfra.api.command import StringCommand
 from pyinfra.connectors.util import make_unix_command
 
-from tasks import certbot, common, gitea, secrets, settings
+from tasks import certbot, common, gitea, secrets, settings, snapshot
 from tasks.settings import gitea_config
 from tests.conftest import skip_because
 from tests.unit.render import render, sample_data
@@ -336,7 +337,7 @@ def test_admin_creation_receives_the_email_as_one_argument_and_keeps_the_passwor
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
 
 
-def test_chown_and_numeric_owner_quote_the_path(stand_ins, tmp_path, monkeypatch):
+def test_chown_and_the_paths_look_quote_the_path(stand_ins, tmp_path, monkeypatch):
     hostile = tmp_path / "a b'$(touch pwned)`touch pwned2`;x"
     hostile.write_text("")
     recorded = []
@@ -345,9 +346,13 @@ def test_chown_and_numeric_owner_quote_the_path(stand_ins, tmp_path, monkeypatch
     [op] = recorded
     assert run_like_pyinfra(op["commands"][0], cwd=tmp_path).returncode == 0
     assert stand_ins() == [["chown", "1000:999", str(hostile)]]
-    fact = subprocess.run(common.NumericOwner().command(str(hostile)), shell=True, capture_output=True,
-                          text=True, cwd=tmp_path)
-    assert fact.stdout.strip() == f"{os.getuid()}:{os.getgid()}"
+    # The batched look chown's `_if` reads (tasks/snapshot.py), hashing the file too.
+    look = snapshot.ManagedPaths()
+    fact = subprocess.run(look.command(paths=(str(hostile),), hashed=(str(hostile),)), shell=True,
+                          capture_output=True, text=True, cwd=tmp_path)
+    seen = look.process(fact.stdout.splitlines())[str(hostile)]
+    assert (seen.kind, seen.uid, seen.gid, seen.size) == ("file", os.getuid(), os.getgid(), 0)
+    assert seen.digest == hashlib.sha1(b"").hexdigest()
     assert not list(tmp_path.glob("pwned*"))
 
 
