@@ -29,6 +29,8 @@ from pyinfra.api.command import FileUploadCommand, FunctionCommand, StringComman
 from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import File, FileContents
 
+from tasks import snapshot
+
 DIFF_LINES = 40
 COMMAND_CHARS = 240
 COMMANDS_SHOWN = 3
@@ -61,6 +63,16 @@ def short(value: Any, limit: int = FACT_CHARS) -> str:
 def fact_line(cls: type, kwargs: dict, value: Any) -> str:
     args = ", ".join(f"{k}={short(v, 60)}" for k, v in kwargs.items())
     return f"{cls.__name__}({args}) = {short(value)}"
+
+
+def fact_lines(cls: type, kwargs: dict, value: Any) -> list[str]:
+    """One line per fact read; the running-system checks that tasks/snapshot.py asks in one
+    Concurrently look are shown as the facts they answer, each with its own processed value."""
+    if cls is not snapshot.Concurrently:
+        return [fact_line(cls, kwargs, value)]
+    items = list(snapshot.registered("system"))
+    return [fact_line(fact, dict(fact_kwargs), fact().process(value[i]) if value.get(i) else fact().default())
+            for i, (fact, fact_kwargs) in enumerate(items)]
 
 
 def conditions_of(global_arguments: dict) -> list:
@@ -234,7 +246,7 @@ def evaluate(state, host) -> dict:
             verdicts[op_hash] = False
             continue
         verdicts[op_hash] = True
-        change["because"] = [fact_line(cls, kwargs, value) for cls, kwargs, value in recorder.read]
+        change["because"] = [line for cls, kwargs, value in recorder.read for line in fact_lines(cls, kwargs, value)]
         if follows:
             change["follows"] = f"{follows} would change"
         elif recorder.read and same_stage:

@@ -296,3 +296,16 @@ def test_a_report_for_any_host_name(tmp_path):
     assert summary == {"targeted": ["@docker/abc"], "failed": []}
     assert reports["@docker/abc"]["operations"] == 0
     assert drift.exit_code(drift.verdicts(summary, reports, 0, "")) == 0
+
+
+def test_a_running_system_check_asked_concurrently_is_shown_as_its_own_fact(monkeypatch):
+    """tasks/snapshot.py answers the running-system checks from one Concurrently look; the report
+    names the fact that decided (StaleServices and the stale service), not the combined command."""
+    from tasks import snapshot
+    from tasks.gitea import StaleServices
+
+    monkeypatch.setattr(snapshot, "_registry", {})
+    snapshot.register("system", (StaleServices, (("config_cmd", "config"), ("ps_cmd", "ps"))))
+    lines = evaluate.fact_lines(snapshot.Concurrently, {"commands": ("config; ps",)},
+                                {0: ["want db 1", "want gitea 2", "have db 1"]})
+    assert lines == ["StaleServices(config_cmd=config, ps_cmd=ps) = ['gitea']"]
