@@ -1,7 +1,8 @@
 """Take a Debian 13 host to Gitea behind HTTPS. Run: pyinfra inventories/<env>.py deploy.py
 
-Every stage is one concern under tasks/; the order matters: the engine before the stack, the
-stack's secrets before the stack, the stack before nginx proxies to it.
+Every stage is one concern under tasks/; the order matters: every stage's packages first (one apt
+transaction), the engine before the stack, the stack's secrets before the stack, the stack before
+nginx proxies to it.
 """
 
 from pyinfra import host
@@ -14,6 +15,7 @@ from tasks.docker import docker
 from tasks.gitea import gitea
 from tasks.nginx import nginx
 from tasks.node_exporter import node_exporter
+from tasks.packages import packages
 from tasks.secrets import secrets
 
 tcp_nodelay()  # ~46 ms -> ~3 ms a remote command (tasks/common.py)
@@ -21,6 +23,7 @@ tcp_nodelay()  # ~46 ms -> ~3 ms a remote command (tasks/common.py)
 settings.require_defaults(host.data.dict())
 settings.validate(host.data.dict(), host=host.name)
 
+packages()
 base()
 docker()
 secrets()

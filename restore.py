@@ -26,6 +26,8 @@ if len(state.activated_hosts) != 1:
 
 args = ["--snapshot", str(host.data.restore_snapshot)] + (["--force"] if host.data.restore_force else [])
 server.shell(
-    name=f"Restore snapshot {host.data.restore_snapshot} (gitea-restore)",
+    # What it waits for, at most (files/backup/gitea_backup.py DATA_TIMEOUT, HEALTH_TIMEOUT).
+    name=f"Restore snapshot {host.data.restore_snapshot} (gitea-restore: restic restore and database load, "
+         "each at most 12 h, then up to 300 s for Gitea healthy)",
     commands=["gitea-restore " + shlex.join(args)],
 )

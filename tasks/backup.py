@@ -22,7 +22,7 @@ from pyinfra.api import FactBase, deploy
 from pyinfra.operations import server, systemd
 
 from tasks import snapshot
-from tasks.common import REPO, apt_install, template
+from tasks.common import REPO, template
 from tasks.gitea import compose_file, database
 from tasks.secrets import generate_once, secrets_dir
 
@@ -59,6 +59,11 @@ def s3_repository(data) -> str | None:
         return None
     endpoint = (data.get("s3_endpoint") or f"https://s3.{data.get('aws_region')}.amazonaws.com").rstrip("/")
     return f"s3:{endpoint}/{data.get('backup_s3_bucket')}/{data.get('backup_s3_prefix')}"
+
+
+def packages(data) -> list[str]:
+    """cron runs the job; boto3 only talks to SSM, so only a host that keeps its password there."""
+    return ["restic", "cron", *(["python3-boto3"] if ssm_parameter(data) else [])]
 
 
 def ssm_parameter(data) -> str | None:
@@ -232,8 +237,6 @@ class BackupPasswordInSsm(FactBase):
 def backup():
     data = host.data
     ssm = ssm_parameter(data)
-    # boto3 only talks to SSM; cron runs the job. No recommends: cron's would be a mail server.
-    apt_install(["restic", "cron", *(["python3-boto3"] if ssm else [])], no_recommends=True)
     snapshot.service(name="cron running", service="cron", running=True, enabled=True)
 
     snapshot.directory(name="Backup job's code", path=LIB_DIR, mode="755")

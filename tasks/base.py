@@ -1,21 +1,20 @@
-"""The host itself: packages the rest needs, security updates, time zone, and the
+"""The host itself: security updates, time zone, and the
 administrator's hardened sshd."""
 
 from pyinfra import host
 from pyinfra.api import deploy
 
 from tasks import snapshot
-from tasks.common import REPO, apply_when_stale, apt_install, install_validated, staged_template, template
+from tasks.common import REPO, apply_when_stale, install_validated, staged_template, template
 
-PACKAGES = ["ca-certificates", "curl", "openssl", "tzdata", "unattended-upgrades"]
+# needrestart: after a library upgrade, unattended-upgrades restarts the daemons that use it
+# (never dockerd: needrestart leaves docker to a reboot, and live-restore keeps containers up).
+PACKAGES = ["ca-certificates", "curl", "openssl", "tzdata", "unattended-upgrades", "needrestart"]
 SSHD_DROP_IN = "/etc/ssh/sshd_config.d/gitea-deploy.conf"
 
 
 @deploy("Base system")
 def base():
-    snapshot.put(name="apt waits for the dpkg lock", src=str(REPO / "files/base/50gitea-deploy"),
-                 dest="/etc/apt/apt.conf.d/50gitea-deploy", mode="644")
-    apt_install(PACKAGES)
     snapshot.put(name="Daily security updates", src=str(REPO / "files/base/20auto-upgrades"),
                  dest="/etc/apt/apt.conf.d/20auto-upgrades", mode="644")
 

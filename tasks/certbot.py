@@ -12,18 +12,22 @@ from pyinfra.api import deploy
 from pyinfra.operations import server, systemd
 
 from tasks import snapshot
-from tasks.common import apt_install, template
+from tasks.common import template
 
 WEBROOT = "/var/www/letsencrypt"
 CA_BUNDLE = "/etc/letsencrypt/gitea-deploy-acme-ca.pem"
+PACKAGES = ["certbot"]
+# A first certificate that is not issued by then will not be: the ACME server or port 80 is unreachable.
+ISSUE_WAIT = 300
 TIMER_DROP_IN = "/etc/systemd/system/certbot.service.d/gitea-deploy.conf"
 
 
 def certonly_command(email: str, server: str, domain: str, ca_bundle: str | None) -> str:
-    """`certbot certonly` by the webroot method; every value shell-quoted (an e-mail may hold ')."""
+    """`certbot certonly` by the webroot method, bounded by ISSUE_WAIT; every value shell-quoted (an
+    e-mail may hold ')."""
     env = f"REQUESTS_CA_BUNDLE={shlex.quote(ca_bundle)} " if ca_bundle else ""
     return env + shlex.join([
-        "certbot", "certonly", "--non-interactive", "--agree-tos", "--no-eff-email",
+        "timeout", str(ISSUE_WAIT), "certbot", "certonly", "--non-interactive", "--agree-tos", "--no-eff-email",
         "--email", email, "--server", server, "--webroot", "-w", WEBROOT, "-d", domain, "--cert-name", domain,
         "--deploy-hook", "systemctl reload nginx",
     ])
@@ -45,7 +49,6 @@ def renewal_conf() -> str:
 
 @deploy("TLS certificate")
 def certificate():
-    apt_install(["certbot"])
     snapshot.directory(name="ACME webroot", path=WEBROOT, mode="755")
 
     # A private ACME CA (the lab's pebble) is trusted by certbot only, never system-wide.
@@ -65,7 +68,7 @@ def certificate():
     snapshot.service(name="Renewal timer", service="certbot.timer", running=True, enabled=True)
 
     server.shell(
-        name=f"Obtain the certificate for {host.data.gitea_domain}",
+        name=f"Obtain the certificate for {host.data.gitea_domain} (ACME http-01 on port 80, at most {ISSUE_WAIT} s)",
         commands=[certonly_command(host.data.acme_email, host.data.acme_server, host.data.gitea_domain,
                                    CA_BUNDLE if bundle else None)],
         _if=snapshot.missing(renewal_conf()),

@@ -1,5 +1,5 @@
-"""Helpers the task modules share: the SSH setting, idempotent package installs, numeric
-ownership, staged configs, facts. Each op's fast-path `_if` comes from tasks/snapshot.py."""
+"""Helpers the task modules share: the SSH setting, numeric ownership, staged configs, facts.
+Each op's fast-path `_if` comes from tasks/snapshot.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from pyinfra import host
 from pyinfra.api import FactBase
-from pyinfra.operations import apt, server
+from pyinfra.operations import server
 
 from tasks import REPO, snapshot
 
@@ -31,25 +31,6 @@ def tcp_nodelay() -> None:
 def template(name: str) -> str:
     """Path of templates/<concern>/<file>.j2 (named after the file it becomes)."""
     return str(REPO / "templates" / name)
-
-
-def apt_install(packages: list[str], no_recommends: bool = False) -> None:
-    """Install Debian packages, refreshing the index only when one is missing.
-
-    `apt.packages(update=True)` would run `apt-get update` on every deploy and break the
-    zero-changes guarantee scheduled redeploys rely on. `no_recommends` keeps out what a package
-    only recommends (cron would bring a mail server, restic FUSE, node_exporter a dozen collectors).
-    """
-    apt.packages(
-        name=f"Install {', '.join(packages)}",
-        packages=packages,
-        update=bool(snapshot.missing_packages(packages)),
-        no_recommends=no_recommends,
-        _env={"DEBIAN_FRONTEND": "noninteractive"},
-        # Skipped, and so none of its facts asked, while every package is installed (one look at
-        # the installed packages serves every stage, tasks/snapshot.py).
-        _if=lambda: bool(snapshot.missing_packages(packages)),
-    )
 
 
 class LoginAccounts(FactBase):

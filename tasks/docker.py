@@ -3,15 +3,16 @@
 from pyinfra.api import deploy
 
 from tasks import snapshot
-from tasks.common import apply_when_stale, apt_install, install_validated, staged_template, template
+from tasks.common import apply_when_stale, install_validated, staged_template, template
 
+# docker-cli is only a recommend of docker.io; AppArmor too, and dockerd confines containers with
+# its profile wherever the kernel has AppArmor (Debian's does).
+PACKAGES = ["docker.io", "docker-cli", "docker-compose", "apparmor"]
 DAEMON_JSON = "/etc/docker/daemon.json"
 
 
 @deploy("Docker engine")
 def docker():
-    apt_install(["docker.io", "docker-compose"])
-
     # Staged and checked by dockerd itself (`--validate`, Docker 23+; Debian 13 has 26): a
     # daemon.json dockerd rejects would keep the engine, and so the stack, down after a reboot.
     daemon = staged_template(

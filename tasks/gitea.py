@@ -34,6 +34,10 @@ def database(data) -> dict:
     }
 
 
+# `docker compose up --wait`'s bound: pulling is not in it, the wait for healthy containers is.
+STACK_WAIT = 300
+
+
 MAILER_PORTS = {"smtps": 465, "smtp+starttls": 587, "smtp": 25}
 
 
@@ -253,8 +257,9 @@ def gitea():
     stale = snapshot.system(StaleServices, config_cmd=compose("config --hash '*'"),
                             ps_cmd=compose("ps -q --status running"))
     server.shell(
-        name="Start the stack (healthy)",
-        commands=[compose("up -d --wait --wait-timeout 300 --remove-orphans")],
+        # Named with what it waits for and how long at most: the longest step of a first deploy.
+        name=f"Start the stack (pulls missing images, then waits up to {STACK_WAIT} s for healthy)",
+        commands=[compose(f"up -d --wait --wait-timeout {STACK_WAIT} --remove-orphans")],
         _if=lambda: bool(stale()),
     )
 

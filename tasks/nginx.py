@@ -14,10 +14,11 @@ from pyinfra.api import deploy
 
 from tasks import snapshot
 from tasks.certbot import WEBROOT, certificate, live_dir
-from tasks.common import StagedFile, apply_when_stale, apt_install, install_validated, staged_template, template
+from tasks.common import StagedFile, apply_when_stale, install_validated, staged_template, template
 
 CONF_DIR = "/etc/nginx/conf.d"
 TLS_SNIPPET = "/etc/nginx/snippets/gitea-tls.conf"
+PACKAGES = ["nginx"]
 
 
 def contexts(data) -> dict[str, dict]:
@@ -45,7 +46,6 @@ def install_and_reload(stage: str, staged: list[StagedFile]) -> None:
 
 @deploy("Nginx and TLS")
 def nginx():
-    apt_install(["nginx"])
     # Debian's default site also claims port 80 as default_server. Removing it changes what
     # `nginx -T` shows, so the reload below follows even if this run is cut short.
     snapshot.link(name="No default site", path="/etc/nginx/sites-enabled/default", present=False)

@@ -114,13 +114,14 @@ def test_read_reports(tmp_path):
 
 
 def test_render_names_each_change_and_why():
-    change = {"name": "Gitea stack | Start the stack (healthy)", "because": ["StaleServices(...) = ['gitea']"],
+    stack = "Gitea stack | Start the stack (pulls missing images, then waits up to 300 s for healthy)"
+    change = {"name": stack, "because": ["StaleServices(...) = ['gitea']"],
               "commands": ["docker compose -f /srv/gitea/compose.yaml up -d"], "diff": ["--- a", "+++ b"],
               "follows": None}
     text = drift.render({"h": {"host": "h", "status": "drift", "operations": 80, "changes": [change]},
                          "m": report("m", "match")}, seconds=2.5)
     assert "h: DRIFTED: 1 of 80 operations would change" in text
-    assert "  ~ Gitea stack | Start the stack (healthy)" in text
+    assert f"  ~ {stack}" in text
     assert "because StaleServices(...) = ['gitea']" in text
     assert "runs: docker compose" in text and "--- a" in text
     assert "m: matches the deploy" in text and "(drift check took 2.5 s)" in text

@@ -5,16 +5,14 @@ its @fake connector, which answers every command with nothing)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
-import sys
 from io import StringIO
 
 import pytest
 from pyinfra.api.util import get_file_sha1
 
-from tasks import REPO, snapshot
+from tasks import snapshot
 from tasks.common import AppliedConfigs, LoginAccounts
 from tasks.snapshot import ManagedPaths, Seen, Units, Want, matches
 
@@ -121,35 +119,6 @@ def test_login_accounts_names_only_accounts_that_can_log_in():
 def test_owner_names_other_than_root_are_refused():
     with pytest.raises(ValueError, match="by number"):
         snapshot.directory(name="x", path="/x", mode="755", user="gitea")
-
-
-FAKE_INVENTORY = """
-import sys
-sys.path.insert(0, {repo!r})
-from tests.unit.render import sample_data
-hosts = [("@fake/fresh", {{**sample_data(), "fake_delay": 0, "fake_delay_jitter": 0}})]
-"""
-
-
-def test_the_deploy_runs_through_pyinfra_and_names_every_op(tmp_path):
-    """Against pyinfra's @fake connector (every command answers nothing: a bare host), the deploy
-    loads, every op runs under its name, and each family is looked at through one batched fact."""
-    inventory = tmp_path / "fake_inventory.py"
-    inventory.write_text(FAKE_INVENTORY.format(repo=str(REPO)))
-    run = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "--json", "--debug", str(inventory), "deploy.py"],
-                         cwd=REPO, capture_output=True, text=True, timeout=120,
-                         env={**os.environ, "PYINFRA_FAKE_DELAY": "0", "PYINFRA_FAKE_DELAY_JITTER": "0"})
-    assert run.returncode == 0, run.stderr[-4000:]
-    results = json.loads(run.stdout)["results"]
-    assert results["totals"]["error"] == 0
-    names = [op["name"] for op in results["operations"]]
-    assert len(names) > 80 and all(names)
-    for expected in ("Install nginx", "Compose file", "Start the stack (healthy)", "node_exporter running",
-                     "Install the sshd drop-in (validated by sshd -t)", "Reload nginx (port 443)"):
-        assert any(f"| {expected}" in name for name in names), expected
-    loaded = [line for line in run.stderr.splitlines() if "Loaded fact" in line]
-    assert sum("tasks.snapshot.ManagedPaths" in line for line in loaded) >= 1
-    assert not any("pyinfra.facts.files.Sha1File" in line for line in loaded[:1])
 
 
 class FakeOp:
