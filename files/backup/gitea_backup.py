@@ -23,6 +23,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import logging.handlers
@@ -901,11 +902,54 @@ def password_publish(cfg: Config) -> str:
 
 # --- repositories -------------------------------------------------------------------------------
 
+# How long a proof that this host opened an S3 repository stands in for opening it again. Its
+# bucket keeps every object under object lock (docs/adr/0006), so a repository opened once does
+# not vanish; a changed password or URL voids the proof at once.
+OPENED_FOR = 24 * 3600
+
+
+def opened_file(cfg: Config) -> str:
+    return os.path.join(os.path.dirname(cfg.state_file), "opened.json")
+
+
+def file_digest(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def opened_proof(cfg: Config, repo: Repository) -> dict:
+    """What must still hold for an earlier open to count: the URL, the password file's digest and,
+    for a local repository, its config file's digest (a deleted or replaced repository differs)."""
+    return {"url": repo.url, "password": file_digest(cfg.password_file),
+            "config": None if repo.remote else file_digest(os.path.join(repo.url, "config"))}
+
+
+def read_opened(cfg: Config) -> dict:
+    try:
+        return json.loads(Path(opened_file(cfg)).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def opened_before(known: dict, cfg: Config, repo: Repository, now: float) -> bool:
+    proof, seen = opened_proof(cfg, repo), known.get(repo.name) or {}
+    fresh = not repo.remote or now - float(seen.get("at", 0)) < OPENED_FOR
+    return fresh and proof["password"] is not None and {k: seen.get(k) for k in proof} == proof
+
+
 def status(cfg: Config) -> dict[str, str]:
-    """Per repository: initialised | missing | error: <why> (the deploy's guard). The repositories
-    are asked at once: opening one is restic's key derivation, ~0.5 s each, and every deploy asks."""
+    """Per repository: initialised | missing | error: <why> (the deploy's guard, on every deploy).
+    Opening a repository is restic's key derivation, ~0.5 s of CPU each: a repository this host
+    opened before with the same password (opened_before) is not opened again; the others are
+    asked at once, and each that opens is remembered."""
+    now, known = time.time(), read_opened(cfg)
+    proven = {r.name for r in cfg.repositories if opened_before(known, cfg, r, now)}
 
     def one(repo: Repository) -> str:
+        if repo.name in proven:
+            return "initialised"
         why = s3_reachable(repo) if repo.remote else None
         try:
             if why:
@@ -915,7 +959,14 @@ def status(cfg: Config) -> dict[str, str]:
             return f"error: {error}"
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(cfg.repositories))) as pool:
-        return dict(zip((r.name for r in cfg.repositories), pool.map(one, cfg.repositories), strict=True))
+        states = dict(zip((r.name for r in cfg.repositories), pool.map(one, cfg.repositories), strict=True))
+    # A reused proof keeps the time of the open it proves, so it still expires.
+    opened = {r.name: known[r.name] if r.name in proven else {**opened_proof(cfg, r), "at": now}
+              for r in cfg.repositories if states[r.name] == "initialised"}
+    if opened != known:
+        with contextlib.suppress(OSError):  # unwritable: the next deploy opens the repositories again
+            atomic_write(opened_file(cfg), json.dumps(opened, indent=1, sort_keys=True) + "\n", mode=0o600)
+    return states
 
 
 def init(cfg: Config) -> list[str]:

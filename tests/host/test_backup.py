@@ -62,6 +62,13 @@ def test_every_repository_is_initialised(target):
     assert status == {name: "initialised" for name in expected_repositories(target)}
 
 
+def test_every_repository_opens_with_the_password(target):
+    """Opened for real: `gitea-backup status` may answer from its proof of an earlier open."""
+    for name in expected_repositories(target):
+        opened = target.sudo(f"gitea-backup restic {name} cat config")
+        assert opened.rc == 0 and '"chunker_polynomial"' in opened.stdout, (name, opened.stderr[-500:])
+
+
 def test_restic_password_is_kept_in_ssm_when_configured(target):
     state = target.sudo("gitea-backup password status").stdout.strip()
     assert state == ("same" if target.data.get("ssm_parameter_path") else "disabled")

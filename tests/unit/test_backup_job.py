@@ -345,10 +345,12 @@ def test_the_external_database_is_reached_from_the_image_over_verified_tls(tmp_p
     assert seen["pgpass"] == "db.example.com:5432:*:gitea:s3cret\\:pw\n" and seen["mode"] == 0o600
 
 
-def test_status_asks_the_repositories_at_once(monkeypatch):
+def test_status_asks_the_repositories_at_once(monkeypatch, tmp_path):
     """Every deploy asks `gitea-backup status`; opening a restic repository is its key derivation
     (~0.5 s), so both are asked at once. The barrier passes only if the two checks overlap."""
     import threading
+
+    monkeypatch.setattr(job, "opened_before", lambda *args: False)  # every call opens (next test)
 
     barrier = threading.Barrier(2, timeout=10)
     answers = {"local": True, "s3": False}
@@ -359,8 +361,45 @@ def test_status_asks_the_repositories_at_once(monkeypatch):
 
     monkeypatch.setattr(job.Restic, "initialised", initialised)
     monkeypatch.setattr(job, "s3_reachable", lambda repo: None)
-    assert job.status(config()) == {"local": "initialised", "s3": "missing"}
+    cfg = config(STATE_FILE=str(tmp_path / "state.json"))
+    assert job.status(cfg) == {"local": "initialised", "s3": "missing"}
     monkeypatch.setattr(job, "s3_reachable", lambda repo: "S3 is unreachable (test)")
     barrier.reset()
     monkeypatch.setattr(job.Restic, "initialised", lambda self: True)
-    assert job.status(config()) == {"local": "initialised", "s3": "error: S3 is unreachable (test)"}
+    assert job.status(cfg) == {"local": "initialised", "s3": "error: S3 is unreachable (test)"}
+
+
+def test_status_opens_a_repository_again_only_when_its_proof_no_longer_holds(monkeypatch, tmp_path):
+    """A no-op deploy must not pay restic's key derivation per repository each time: a repository
+    this host opened with this password counts as initialised until the password or the local
+    repository changes, or (S3, which cannot be looked at without opening it) OPENED_FOR passes."""
+    password, local = tmp_path / "restic_password", tmp_path / "restic"
+    password.write_text("one")
+    local.mkdir()
+    (local / "config").write_text("repository one")
+    cfg = config(STATE_FILE=str(tmp_path / "state" / "state.json"), PASSWORD_FILE=str(password),
+                 LOCAL_REPOSITORY=str(local))
+    opened, clock = [], [1_000_000.0]
+    monkeypatch.setattr(job.Restic, "initialised", lambda self: opened.append(self.repo.name) or True)
+    monkeypatch.setattr(job, "s3_reachable", lambda repo: None)
+    monkeypatch.setattr(job.time, "time", lambda: clock[0])
+
+    def asked() -> list[str]:
+        opened.clear()
+        assert job.status(cfg) == {"local": "initialised", "s3": "initialised"}
+        return sorted(opened)
+
+    assert asked() == ["local", "s3"]
+    assert oct(os.stat(job.opened_file(cfg)).st_mode & 0o777) == "0o600"
+    assert asked() == []  # proven: neither is opened again
+    (local / "config").write_text("repository two")  # replaced by hand
+    assert asked() == ["local"]
+    password.write_text("two")  # a new password must open both again
+    assert asked() == ["local", "s3"]
+    clock[0] += job.OPENED_FOR - 1
+    assert asked() == []
+    clock[0] += 2  # an S3 proof expires; a local one is checked against the files themselves
+    assert asked() == ["s3"]
+    monkeypatch.setattr(job.Restic, "initialised", lambda self: False)
+    (local / "config").unlink()
+    assert job.status(cfg)["local"] == "missing"  # a missing repository is never "proven"
