@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -22,6 +23,7 @@ import pytest
 
 from lab import api
 from lab.converge import INVENTORY, REPO, deploy, host_checks
+from tests.unit.test_fake_deploy import STAGES
 
 pytestmark = pytest.mark.lab
 
@@ -84,6 +86,13 @@ def test_fresh_deploy(lab_host, issuing_ca):
     assert result["returncode"] == 0, result["log"][-4000:]
     assert result["totals"]["error"] == 0
     assert result["totals"]["success"] > 20
+    # What an operator following the run sees: each stage as it starts, in deploy order, and the
+    # long steps with what they wait for and their bound.
+    started = re.findall(r"^--> Starting operation: (.+?) \| (.+?) ?$", result["log"], re.M)
+    assert list(dict.fromkeys(stage for stage, _ in started)) == STAGES
+    ops = [op for _, op in started]
+    assert any(op.startswith("Start the stack (pulls missing images, then waits up to ") for op in ops), ops
+    assert any(op.startswith("TLS certificate | Obtain the certificate") and "at most" in op for op in ops), ops
 
 
 def test_host_checks_pass(lab_host):
