@@ -964,9 +964,13 @@ def status(cfg: Config) -> dict[str, str]:
     opened = {r.name: known[r.name] if r.name in proven else {**opened_proof(cfg, r), "at": now}
               for r in cfg.repositories if states[r.name] == "initialised"}
     if opened != known:
-        with contextlib.suppress(OSError):  # unwritable: the next deploy opens the repositories again
-            atomic_write(opened_file(cfg), json.dumps(opened, indent=1, sort_keys=True) + "\n", mode=0o600)
+        write_opened(cfg, opened)
     return states
+
+
+def write_opened(cfg: Config, opened: dict) -> None:
+    with contextlib.suppress(OSError):  # unwritable: the next deploy opens the repositories again
+        atomic_write(opened_file(cfg), json.dumps(opened, indent=1, sort_keys=True) + "\n", mode=0o600)
 
 
 def init(cfg: Config) -> list[str]:
@@ -988,6 +992,9 @@ def init(cfg: Config) -> list[str]:
         Restic(cfg, repo)(*args)
         existing.append(repo)
         done.append(repo.name)
+    if done:  # just made with this password: the next deploy's status need not open them
+        now = time.time()
+        write_opened(cfg, {**read_opened(cfg), **{r: {**opened_proof(cfg, cfg.repository(r)), "at": now} for r in done}})
     return done
 
 

@@ -4,13 +4,15 @@
 
 Prints: host bring-up time, fresh converge time, operations count, no-op redeploy time, the
 remote commands of a no-op redeploy (counted in a third run with pyinfra's --debug log, so the
-timed run carries no logging) and the changed-operation count on the second and third runs (must
-be 0). Uses its own lab host (default gitea-lab-bench) and removes it.
+timed run carries no logging), the changed-operation count on the second and third runs (must
+be 0) and the drift report's time and exit code on the converged host (0: it matches). Uses its
+own lab host (default gitea-lab-bench) and removes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lab import api  # noqa: E402
-from lab.converge import deploy, facts_loaded, remote_commands  # noqa: E402
+from lab.converge import INVENTORY, REPO, deploy, facts_loaded, remote_commands  # noqa: E402
 
 NAME = "gitea-lab-bench"
 
@@ -39,10 +41,14 @@ def main() -> int:
     fresh = deploy(name)
     second = deploy(name)
     counted = deploy(name, "--debug")
+    started = time.monotonic()
+    drift = subprocess.run([sys.executable, "-m", "tasks.drift", INVENTORY, "--limit", name], cwd=REPO,
+                           capture_output=True, text=True)
+    drift_seconds = time.monotonic() - started
     if not args.keep:
         api.down([name])
 
-    ok = all(r["returncode"] == 0 for r in (fresh, second, counted))
+    ok = all(r["returncode"] == 0 for r in (fresh, second, counted)) and drift.returncode == 0
     rows = [
         ("lab host bring-up (s)", f"{bring_up:.1f}"),
         ("fresh converge (s)", f"{fresh['seconds']:.1f}"),
@@ -53,13 +59,16 @@ def main() -> int:
         ("no-op remote commands", remote_commands(counted["log"])),
         ("changed on the counted run", counted["totals"].get("success", "?")),
         ("facts of the counted run", facts_loaded(counted["log"])),
+        ("drift report (s)", f"{drift_seconds:.1f}"),
+        ("drift report exit (0: matches)", drift.returncode),
         ("images", api.state().get("images_mode", "?") if args.keep else "see `python -m lab status`"),
     ]
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     if not ok:
-        print(next(r["log"][-3000:] for r in (fresh, second, counted) if r["returncode"]), file=sys.stderr)
+        failed = [r["log"] for r in (fresh, second, counted) if r["returncode"]] or [drift.stdout + drift.stderr]
+        print(failed[0][-3000:], file=sys.stderr)
     return 0 if ok else 1
 
 

@@ -403,3 +403,27 @@ def test_status_opens_a_repository_again_only_when_its_proof_no_longer_holds(mon
     monkeypatch.setattr(job.Restic, "initialised", lambda self: False)
     (local / "config").unlink()
     assert job.status(cfg)["local"] == "missing"  # a missing repository is never "proven"
+
+
+def test_a_repository_init_made_is_proven_for_the_next_status(monkeypatch, tmp_path):
+    """The first deploy initialises both repositories; the second (a no-op) must not open them."""
+    password, local = tmp_path / "restic_password", tmp_path / "restic"
+    password.write_text("one")
+    cfg = config(STATE_FILE=str(tmp_path / "state" / "state.json"), PASSWORD_FILE=str(password),
+                 LOCAL_REPOSITORY=str(local))
+    opened, ran = [], []
+    monkeypatch.setattr(job.Restic, "initialised", lambda self: opened.append(self.repo.name) or False)
+    monkeypatch.setattr(job, "s3_reachable", lambda repo: None)
+
+    def restic(self, *args, **kwargs):
+        ran.append((self.repo.name, args[0]))
+        if self.repo.name == "local":
+            local.mkdir()
+            (local / "config").write_text("made by init")
+
+    monkeypatch.setattr(job.Restic, "__call__", restic)
+    assert job.init(cfg) == ["local", "s3"]
+    assert ran == [("local", "init"), ("s3", "init")]
+    opened.clear()
+    assert job.status(cfg) == {"local": "initialised", "s3": "initialised"}
+    assert opened == []
