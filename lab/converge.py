@@ -20,13 +20,15 @@ from lab import REPO
 INVENTORY = "inventories/lab.py"
 
 
-def deploy(name: str | None, *extra: str, inventory: str = INVENTORY, env: dict | None = None) -> dict:
+def deploy(name: str | None, *extra: str, inventory: str = INVENTORY, env: dict | None = None,
+           deploy_file: str = "deploy.py") -> dict:
     """Run the deploy against one lab host (name None: every host of the inventory); return
-    pyinfra's JSON results plus timing. `env`: extra environment (inventories/prod.py's sources)."""
+    pyinfra's JSON results plus timing. `env`: extra environment (inventories/prod.py's sources);
+    `deploy_file`: another deploy file (tests/lab/deploy_prefix.py: the first stages only)."""
     started = time.monotonic()
     limit = ["--limit", name] if name else []
     result = subprocess.run(
-        [sys.executable, "-m", "pyinfra", "-y", "--json", inventory, "deploy.py", *limit, *extra],
+        [sys.executable, "-m", "pyinfra", "-y", "--json", inventory, deploy_file, *limit, *extra],
         cwd=REPO, capture_output=True, text=True, env={**os.environ, **(env or {})},
     )
     seconds = time.monotonic() - started
