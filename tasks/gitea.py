@@ -210,6 +210,13 @@ class GiteaAdmins(FactBase):
         return [row[1] for row in rows if len(row) > 1]
 
 
+def admin_needed(admin: str, capture_left, admins):
+    """The `_if` of "Create the first administrator": a capture left by an interrupted run is
+    finished; else the account is created while Gitea's CLI does not list it. An operator who
+    deleted the password file after reading it (the runbook allows it) gets no new one."""
+    return lambda: capture_left() or admin not in admins()
+
+
 @deploy("Gitea stack")
 def gitea():
     root = host.data.data_root
@@ -267,7 +274,5 @@ def gitea():
     server.shell(
         name=f"Create the first administrator {admin}",
         commands=[create_admin_command(compose(""), admin, host.data.gitea_admin_email, password_file)],
-        # A capture left by an interrupted run is finished; an operator who deleted the password file
-        # after reading it (the runbook allows it) gets no new one.
-        _if=lambda: capture_left() or admin not in admins(),
+        _if=admin_needed(admin, capture_left, admins),
     )
