@@ -14,7 +14,7 @@ from pyinfra.operations import server
 from tasks import snapshot
 from tasks.common import LoginAccounts, owned_directory, template
 from tasks.secrets import layout, secrets_dir
-from tasks.settings import gitea_config
+from tasks.settings import effective, gitea_config
 
 
 def compose_file(data) -> str:
@@ -34,20 +34,17 @@ def database(data) -> dict:
     }
 
 
-MAILER_PORTS = {"smtps": 465, "smtp+starttls": 587, "smtp": 25}
-
-
 def mailer(data) -> dict[tuple[str, str], str]:
-    """[mailer] from the mailer_* settings: off while mailer_host is None."""
+    """[mailer] from the mailer_* settings: off while mailer_host is None. The port's and the
+    sender's defaults follow other settings; the table computes them (settings.effective)."""
     if not data.get("mailer_host"):
         return {("mailer", "ENABLED"): "false"}
-    protocol = data.get("mailer_protocol")
     found = {
         ("mailer", "ENABLED"): "true",
-        ("mailer", "PROTOCOL"): protocol,
+        ("mailer", "PROTOCOL"): data.get("mailer_protocol"),
         ("mailer", "SMTP_ADDR"): data.get("mailer_host"),
-        ("mailer", "SMTP_PORT"): str(data.get("mailer_port") or MAILER_PORTS[protocol]),
-        ("mailer", "FROM"): data.get("mailer_from") or f"gitea@{data.get('gitea_domain')}",
+        ("mailer", "SMTP_PORT"): str(effective(data, "mailer_port")),
+        ("mailer", "FROM"): effective(data, "mailer_from"),
     }
     if data.get("mailer_user"):
         found[("mailer", "USER")] = data.get("mailer_user")
