@@ -132,7 +132,7 @@ def test_the_drift_report_cannot_judge_the_administrator_when_gitea_cannot_be_as
     inventory.write_text(FAKE_INVENTORY.format(repo=str(REPO)))
     monkeypatch.setenv("PYINFRA_FAKE_DELAY", "0")
     monkeypatch.setenv("PYINFRA_FAKE_DELAY_JITTER", "0")
-    _, hosts, _, log = drift.check(str(inventory))
+    _, hosts, _, log = drift.check(str(inventory), env={"GITEA_DEPLOY_LOCK_FILE": str(tmp_path / "lock")})
     (report,) = hosts.values()
     assert report["status"] == "drift", (report, log[-2000:])  # a bare host: plenty of definite changes
     (admin,) = [c for c in report["changes"] if "Create the first administrator" in c["name"]]
