@@ -30,6 +30,7 @@ class Lock:
         self.path = path
         self.purpose = purpose
         self.fd: int | None = None
+        self.writable = False
 
     def acquire(self) -> bool:
         try:
@@ -45,7 +46,7 @@ class Lock:
             os.ftruncate(fd, 0)
             started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {started}: {self.purpose}\n".encode())
-        self.fd = fd
+        self.fd, self.writable = fd, writable
         return True
 
     def wait(self, seconds: float) -> bool:
@@ -66,5 +67,7 @@ class Lock:
 
     def release(self) -> None:
         if self.fd is not None:
+            if self.writable:  # still held: the next holder may be flock(1), which writes no name
+                os.ftruncate(self.fd, 0)
             os.close(self.fd)  # closing the descriptor releases the flock
             self.fd = None

@@ -4,6 +4,7 @@ would change, changes nothing and says when it cannot tell. No Docker, no lab.""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -402,3 +403,20 @@ def test_the_redeploy_and_the_drift_check_share_one_lock(tmp_path, monkeypatch, 
         assert "drift check" in capsys.readouterr().out
     finally:
         mine.release()
+
+
+def test_a_released_lock_names_no_holder(tmp_path):
+    """flock(1) by hand writes nothing in the file: what a released lock wrote must not be shown as
+    the hand run's holder."""
+    from schedule.lock import Lock
+
+    mine = Lock(tmp_path / "lock", "drift check")
+    assert mine.acquire() and "drift check" in mine.holder()
+    mine.release()
+    hand = os.open(tmp_path / "lock", os.O_RDONLY)
+    fcntl.flock(hand, fcntl.LOCK_EX)  # as `flock FILE pyinfra ...` does
+    try:
+        assert not Lock(tmp_path / "lock").acquire()
+        assert Lock(tmp_path / "lock").holder() == "unknown"
+    finally:
+        os.close(hand)
