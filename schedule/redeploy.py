@@ -20,7 +20,8 @@ never pasted into a shell.
     GITEA_DEPLOY_LIMIT           only this host of the inventory (--limit to both steps)
     GITEA_DEPLOY_TLS_CA          CA file the host checks verify the served chain against (--tls-ca)
     GITEA_DEPLOY_TIMEOUT         seconds the whole run may take (default 1500; the unit's own bound is 30 min)
-    GITEA_DEPLOY_LOCK_FILE       the lock every run takes (default .redeploy.lock in the checkout)
+    GITEA_DEPLOY_LOCK_FILE       the lock every run takes, and the drift report (schedule/lock.py;
+                                 default .redeploy.lock in the checkout)
     GITEA_DEPLOY_NOTIFY_COMMAND  notify: a command line, split like a shell would (shlex) but run
                                  without one; gets the message on stdin and in GITEA_DEPLOY_NOTIFY_*
     GITEA_DEPLOY_NOTIFY_URL      notify: an http(s) URL that gets a JSON POST ({"text": ..., ...})
@@ -28,16 +29,14 @@ never pasted into a shell.
 The inventory's own variables (GITEA_DEPLOY_SOURCE, GITEA_DEPLOY_OVERRIDES, ...; inventories/prod.py)
 pass through to the steps unchanged.
 
-Exit status of `run`: 0 every step passed; 1 a step failed; 2 bad settings; 75 another run holds
-the lock (nothing was run: not a failure, the unit lists it in SuccessExitStatus); 124 the run
-took longer than GITEA_DEPLOY_TIMEOUT (the step was killed).
+Exit status of `run`: 0 every step passed; 1 a step failed; 2 bad settings; 75 another run or a
+drift report holds the lock (nothing was run: not a failure, the unit lists it in SuccessExitStatus);
+124 the run took longer than GITEA_DEPLOY_TIMEOUT (the step was killed).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import fcntl
 import json
 import os
 import re
@@ -54,11 +53,15 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+if not __package__:  # run by path, as the units run it: the checkout is the import root
+    sys.path.insert(0, str(REPO))
+
+from schedule.lock import Lock, lock_path  # noqa: E402  (the drift report takes the same lock)
+
 VENV_BIN = REPO / ".venv" / "bin"
 
 DEFAULT_INVENTORY = "inventories/prod.py"
 DEFAULT_TIMEOUT = 1500  # s: under the unit's TimeoutStartSec=30min, so the script reports a slow step itself
-DEFAULT_LOCK_FILE = REPO / ".redeploy.lock"
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -123,43 +126,6 @@ def step_environment(env: dict[str, str]) -> dict[str, str]:
     return {**env, "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', os.defpath)}", "PYTHONUNBUFFERED": "1"}
 
 
-class Lock:
-    """An exclusive, non-blocking flock(2) on a file. The kernel drops it when the process ends,
-    however it ends, so a killed run never leaves a stale lock. The file says who holds it."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.fd: int | None = None
-
-    def acquire(self) -> bool:
-        try:
-            fd, writable = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644), True
-        except PermissionError:  # made by another user (root's `flock` by hand): flock needs only read
-            fd, writable = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC), False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        if writable:
-            os.ftruncate(fd, 0)
-            started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {started}\n".encode())
-        self.fd = fd
-        return True
-
-    def holder(self) -> str:
-        try:
-            return self.path.read_text().strip() or "unknown"
-        except OSError:
-            return "unknown"
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # closing the descriptor releases the flock
-            self.fd = None
-
-
 def _stop(proc: subprocess.Popen) -> None:
     """SIGTERM the step's whole process group (pyinfra's ssh, pytest's workers), then SIGKILL."""
     for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, 5)):
@@ -215,7 +181,7 @@ def run(env: dict[str, str] | None = None) -> int:
     except SettingsError as error:
         say(f"refusing to run: {error}")
         return EXIT_USAGE
-    lock = Lock(Path(env.get("GITEA_DEPLOY_LOCK_FILE") or DEFAULT_LOCK_FILE))
+    lock = Lock(lock_path(env))
     if not lock.acquire():
         say(f"another run holds {lock.path} ({lock.holder()}): not running this one")
         return EXIT_LOCKED

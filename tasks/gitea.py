@@ -14,7 +14,7 @@ from pyinfra.operations import server
 from tasks import snapshot
 from tasks.common import LoginAccounts, owned_directory, template
 from tasks.secrets import layout, secrets_dir
-from tasks.settings import gitea_config
+from tasks.settings import effective, gitea_config
 
 
 def compose_file(data) -> str:
@@ -38,20 +38,17 @@ def database(data) -> dict:
 STACK_WAIT = 300
 
 
-MAILER_PORTS = {"smtps": 465, "smtp+starttls": 587, "smtp": 25}
-
-
 def mailer(data) -> dict[tuple[str, str], str]:
-    """[mailer] from the mailer_* settings: off while mailer_host is None."""
+    """[mailer] from the mailer_* settings: off while mailer_host is None. The port's and the
+    sender's defaults follow other settings; the table computes them (settings.effective)."""
     if not data.get("mailer_host"):
         return {("mailer", "ENABLED"): "false"}
-    protocol = data.get("mailer_protocol")
     found = {
         ("mailer", "ENABLED"): "true",
-        ("mailer", "PROTOCOL"): protocol,
+        ("mailer", "PROTOCOL"): data.get("mailer_protocol"),
         ("mailer", "SMTP_ADDR"): data.get("mailer_host"),
-        ("mailer", "SMTP_PORT"): str(data.get("mailer_port") or MAILER_PORTS[protocol]),
-        ("mailer", "FROM"): data.get("mailer_from") or f"gitea@{data.get('gitea_domain')}",
+        ("mailer", "SMTP_PORT"): str(effective(data, "mailer_port")),
+        ("mailer", "FROM"): effective(data, "mailer_from"),
     }
     if data.get("mailer_user"):
         found[("mailer", "USER")] = data.get("mailer_user")
@@ -201,17 +198,51 @@ class StaleServices(FactBase):
 
 
 class GiteaAdmins(FactBase):
-    """Usernames of Gitea's administrators, asked through Gitea's own CLI."""
+    """Usernames of Gitea's administrators, asked through Gitea's own CLI; snapshot.Unanswered when
+    it cannot say (the exec failed, or printed no table), never an empty list: that would read as
+    "no administrator" on a host that has one."""
 
-    default = list
+    @staticmethod
+    def default() -> snapshot.Unanswered:
+        return snapshot.Unanswered("Gitea's CLI printed nothing")
 
     def command(self, compose_cmd: str) -> str:
-        return f"{compose_cmd} 2>/dev/null || true"
+        # Its stdout is the table; on failure the exit status and the end of its stderr (Compose's or
+        # Gitea's reason) are the answer, marked "!". The command itself always succeeds.
+        return (f"e=$(mktemp) || e=/dev/null; if out=$({compose_cmd} 2>\"$e\"); then printf '%s\\n' \"$out\"; "
+                f"else printf '! exit %s: %s\\n' \"$?\" \"$(tail -n 3 \"$e\" | tr '\\n' ' ')\"; fi; "
+                f"[ \"$e\" = /dev/null ] || rm -f \"$e\"")
 
-    def process(self, output: list[str]) -> list[str]:
-        # Gitea prints a tab-separated table: ID, Username, Email, IsActive, IsAdmin, 2FA
+    def process(self, output: list[str]) -> list[str] | snapshot.Unanswered:
+        if output[0].startswith("! "):
+            return snapshot.Unanswered(output[0][2:].strip())
+        # Gitea's table, aligned with spaces: ID, Username, Email, IsActive (IsAdmin, 2FA without --admin)
+        if output[0].split()[:2] != ["ID", "Username"]:
+            return snapshot.Unanswered(f"not Gitea's user table: {output[0].strip()[:80]!r}")
         rows = [line.split() for line in output[1:]]
         return [row[1] for row in rows if len(row) > 1]
+
+
+def admin_needed(admin: str, capture_left, admins):
+    """The `_if` of "Create the first administrator": a capture left by an interrupted run is
+    finished; else the account is created while Gitea's CLI does not list it. An operator who
+    deleted the password file after reading it (the runbook allows it) gets no new one.
+
+    When Gitea cannot be asked (the stack was just started healthy, so that is an error) the op
+    runs: `gitea admin user create` then fails with Compose's or Gitea's own message, or makes the
+    account a fresh host lacks (Gitea refuses a second one of a name, so nothing is overwritten).
+    The drift report says it cannot judge the op, and why (snapshot.undecided)."""
+
+    def needed() -> bool:
+        if capture_left():
+            return True
+        found = admins()
+        if not isinstance(found, list):
+            why = found.reason if isinstance(found, snapshot.Unanswered) else f"the answer was {found!r}"
+            return snapshot.undecided(f"Gitea's administrators could not be listed ({why})")
+        return admin not in found
+
+    return needed
 
 
 @deploy("Gitea stack")
@@ -272,7 +303,5 @@ def gitea():
     server.shell(
         name=f"Create the first administrator {admin}",
         commands=[create_admin_command(compose(""), admin, host.data.gitea_admin_email, password_file)],
-        # A capture left by an interrupted run is finished; an operator who deleted the password file
-        # after reading it (the runbook allows it) gets no new one.
-        _if=lambda: capture_left() or admin not in admins(),
+        _if=admin_needed(admin, capture_left, admins),
     )

@@ -9,7 +9,7 @@ is read by ONE batched fact, and each op gets `_if=` a comparison against it:
     packages  pyinfra's DebPackages, once
     applied   tasks/common.AppliedConfigs: does each daemon run the configuration on disk
     system    Concurrently: the checks that ask the running system (Compose, Gitea, restic, SSM),
-              all at once
+              all at once; a check that cannot answer says so (Unanswered, undecided())
 
 An op whose resource already matches is skipped: its `_if` is false, and under `-y` a false `_if`
 gathers none of the op's own facts. An op whose resource differs runs as the plain pyinfra op it
@@ -33,7 +33,7 @@ import shlex
 from dataclasses import dataclass
 from io import StringIO
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import FactBase
 from pyinfra.api.util import get_file_sha1, get_template
 from pyinfra.facts.deb import DebPackages
@@ -206,6 +206,35 @@ def units() -> dict[str, tuple[bool, bool]]:
 
 def packages() -> dict:
     return look("packages", DebPackages) or {}
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """The value of a running-system check whose command could not answer (it failed, or printed
+    nothing), with why. Never a list or dict, so no `_if` takes it for "none": it decides with
+    undecided()."""
+
+    reason: str
+
+
+_undecided: dict[tuple[int, str], str] = {}
+
+
+def undecided(reason: str) -> bool:
+    """What an `_if` returns when a check it needs was Unanswered: true, so the op runs and its own
+    command decides, failing with the tool's own message while the tool still cannot answer (as the
+    deploy does wherever a check cannot say: StaleServices, BackupRepositories). Said in the log,
+    and kept for the drift report, which reports the op as one it cannot judge, with `reason`,
+    instead of as a change (tasks/drift/evaluate.py)."""
+    _undecided[(id(host.state), host.name)] = reason
+    host.log_styled(f"{reason}: running the operation, whose own command decides", fg="yellow",
+                    log_func=logger.warning)
+    return True
+
+
+def undecided_reason(target) -> str | None:
+    """The reason the last undecided() on `target` (a pyinfra host) gave, once."""
+    return _undecided.pop((id(target.state), target.name), None)
 
 
 def system(fact: type[FactBase], **kwargs):

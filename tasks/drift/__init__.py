@@ -1,8 +1,15 @@
-"""Has the host drifted? `python -m tasks.drift INVENTORY [--limit NAME] [--data KEY=VALUE] [--json]`.
+"""Has the host drifted? `python -m tasks.drift INVENTORY [--limit NAME] [--data KEY=VALUE] [--wait S] [--json]`.
 
 Changes nothing. Exit 0: every host matches the deploy; 1: at least one has drifted (each
 operation the next deploy would run is printed, with why); 2: could not tell (bad inventory, a host
-unreachable, a fact that could not be read). docs/runbooks/deploy.md, "Has the host drifted?".
+unreachable, a fact that could not be read, a redeploy still running). docs/runbooks/deploy.md,
+"Has the host drifted?".
+
+A host in the middle of a redeploy is neither drifted nor matching, so the check takes the
+scheduled redeploy's lock (schedule/lock.py: the same file, GITEA_DEPLOY_LOCK_FILE) before pyinfra
+touches any host and holds it until the report is read. While a redeploy holds it the check waits
+up to --wait seconds (LOCK_WAIT; a redeploy that finishes meanwhile is then checked, as it left the
+host), then gives up with exit 2 without asking any host.
 
 Why not `pyinfra --dry`: its prepare pass never evaluates `_if`, and this deploy decides nearly
 every follow-up through `_if` (start the stack when a container is stale, install a staged config
@@ -32,9 +39,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from schedule.lock import Lock, lock_path
 from tasks import REPO
 
 MATCH, DRIFT, UNKNOWN = 0, 1, 2
+LOCK_WAIT = 300  # s: most redeploys end within it; a longer one is worth the exit 2 that names it
 REPORT_DIR_ENV = "GITEA_DEPLOY_DRIFT_DIR"
 SUMMARY = "_inventory.json"  # the probe's list of targeted and failed hosts, beside one <host>.json each
 PROBE = "tasks/drift/probe.py"
@@ -146,22 +155,32 @@ def render(hosts: dict[str, dict], seconds: float | None = None) -> str:
     return "\n".join(out)
 
 
-USAGE = ("usage: python -m tasks.drift INVENTORY [--limit NAME]... [--data KEY=VALUE]... [--json]\n"
+USAGE = ("usage: python -m tasks.drift INVENTORY [--limit NAME]... [--data KEY=VALUE]... [--wait SECONDS] [--json]\n"
+         f"--wait: how long to wait for a running redeploy's lock (default {LOCK_WAIT}; 0: not at all)\n"
          "exit 0: matches, 1: drifted, 2: could not tell (docs/runbooks/deploy.md, Has the host drifted?)")
 
 
 def parse_args(argv: list[str]) -> dict:
     usage = USAGE
-    args = {"inventory": None, "limits": [], "data": [], "json": False}
+    args = {"inventory": None, "limits": [], "data": [], "json": False, "wait": LOCK_WAIT}
     rest = list(argv)
     while rest:
         item = rest.pop(0)
         if item == "--json":
             args["json"] = True
-        elif item in ("--limit", "--data"):
+        elif item in ("--limit", "--data", "--wait"):
             if not rest:
                 raise ValueError(f"{item} needs a value\n{usage}")
-            args["limits" if item == "--limit" else "data"].append(rest.pop(0))
+            value = rest.pop(0)
+            if item == "--wait":
+                try:
+                    args["wait"] = float(value)
+                except ValueError:
+                    raise ValueError(f"--wait {value!r}: expected seconds\n{usage}") from None
+                if not 0 <= args["wait"] < 86400:
+                    raise ValueError(f"--wait {value!r}: expected seconds, 0 to a day\n{usage}")
+            else:
+                args["limits" if item == "--limit" else "data"].append(value)
         elif item.startswith("-") or args["inventory"]:
             raise ValueError(f"unexpected argument {item!r}\n{usage}")
         else:
@@ -182,20 +201,42 @@ def inventory_path(inventory: str) -> str | None:
     return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
+def take_lock(lock: Lock, wait: float) -> str | None:
+    """Take the redeploy's lock, waiting up to `wait` seconds; None once held, else why not."""
+    try:
+        if lock.acquire():
+            return None
+        print(f"waiting up to {wait:g} s: a redeploy is running (lock {lock.path} held by {lock.holder()})",
+              file=sys.stderr, flush=True)
+        if wait > 0 and lock.wait(wait):
+            return None
+    except OSError as error:
+        return f"cannot take the redeploy's lock {lock.path}: {error}"
+    return f"a redeploy is running (lock {lock.path} held by {lock.holder()}); waited {wait:g} s"
+
+
 def check(inventory: str, limits: list[str] = (), data: list[str] = (), env: dict | None = None,
-          deploy: str = DEPLOY) -> tuple[int, dict[str, dict], float, str]:
-    """Run the probe; (exit code, host verdicts, seconds, pyinfra's log). `deploy`: another deploy
-    file than deploy.py (the unit tests' small one)."""
+          deploy: str = DEPLOY, wait: float = LOCK_WAIT) -> tuple[int, dict[str, dict], float, str]:
+    """Run the probe under the redeploy's lock; (exit code, host verdicts, seconds, pyinfra's log).
+    `deploy`: another deploy file than deploy.py (the unit tests' small one)."""
     started = time.monotonic()
     path = inventory_path(inventory)
     if path is None:
         hosts = {"(inventory)": _unknown("(inventory)", f"{inventory}: no such inventory file (e.g. inventories/prod.py)")}
         return exit_code(hosts), hosts, time.monotonic() - started, ""
-    with tempfile.TemporaryDirectory(prefix="gitea-drift-") as directory:
-        run = subprocess.run(pyinfra_argv(path, list(limits), list(data), deploy), cwd=REPO, capture_output=True,
-                             text=True, stdin=subprocess.DEVNULL,
-                             env={**os.environ, **(env or {}), REPORT_DIR_ENV: directory, "PYINFRA_PROGRESS": "off"})
-        summary, reports = read_reports(Path(directory))
+    env = {**os.environ, **(env or {})}
+    lock = Lock(lock_path(env), "drift check")
+    if busy := take_lock(lock, wait):
+        hosts = {"(inventory)": _unknown("(inventory)", busy)}
+        return exit_code(hosts), hosts, time.monotonic() - started, ""
+    try:
+        with tempfile.TemporaryDirectory(prefix="gitea-drift-") as directory:
+            run = subprocess.run(pyinfra_argv(path, list(limits), list(data), deploy), cwd=REPO, capture_output=True,
+                                 text=True, stdin=subprocess.DEVNULL,
+                                 env={**env, REPORT_DIR_ENV: directory, "PYINFRA_PROGRESS": "off"})
+            summary, reports = read_reports(Path(directory))
+    finally:
+        lock.release()
     hosts = verdicts(summary, reports, run.returncode, run.stderr)
     return exit_code(hosts), hosts, time.monotonic() - started, run.stderr
 
@@ -210,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(error, file=sys.stderr)
         return UNKNOWN
-    code, hosts, seconds, log = check(args["inventory"], args["limits"], args["data"])
+    code, hosts, seconds, log = check(args["inventory"], args["limits"], args["data"], wait=args["wait"])
     if args["json"]:
         print(json.dumps({"exit": code, "seconds": round(seconds, 2), "hosts": hosts}, indent=2))
     else:

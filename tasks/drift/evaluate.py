@@ -13,6 +13,8 @@ What a dry run cannot know, and how the report says so:
   check after the stack's start) may be settled by that change: the report says "follows" too.
 - A condition that fails (an exception, an unreadable fact) after an earlier change is reported as
   a change that cannot be judged before that one ran; with no earlier change the host is unknown.
+  So is one that decided on a check the host could not answer (tasks/snapshot.undecided): the
+  deploy would run that op and let its command decide, which a dry run cannot.
 """
 
 from __future__ import annotations
@@ -197,6 +199,10 @@ class FactRecorder:
         return False
 
 
+class Undecided(Exception):
+    """An op's condition held only because a check it needed could not be answered."""
+
+
 def condition_holds(condition, verdicts: dict[str, bool], names: dict[str, str]) -> tuple[bool, str | None]:
     """(does the `_if` hold, the earlier op it reads when it is one's result)."""
     owner = getattr(condition, "__self__", None)
@@ -221,6 +227,7 @@ def evaluate(state, host) -> dict:
         change: dict = {"name": name, "because": [], "commands": [], "diff": []}
         recorder = FactRecorder(host)
         failed_before = host in state.failed_hosts
+        snapshot.undecided_reason(host)  # an earlier op's, already reported
         try:
             follows = None
             with recorder:
@@ -233,13 +240,16 @@ def evaluate(state, host) -> dict:
                 commands = list(data.command_generator())
             if not failed_before and host in state.failed_hosts:
                 raise RuntimeError("a fact could not be read (pyinfra's log says which)")
+            if holds and commands and (reason := snapshot.undecided_reason(host)):
+                raise Undecided(reason)
         except Exception as exc:  # anything: the report must still be written
+            why = str(exc) if isinstance(exc, Undecided) else f"{type(exc).__name__}: {exc}"
             if not earlier:
-                error = f"{name}: {type(exc).__name__}: {exc}"
+                error = f"{name}: {why}"
                 break
             verdicts[op_hash] = True
-            change.update(follows=f"cannot be judged before the changes above ran ({type(exc).__name__}: "
-                                  f"{short(str(exc), 120)})", definite=False)
+            change.update(follows=f"cannot be judged before the changes above ran ({short(why, 160)})",
+                          definite=False)
             changes.append(change)
             continue
         if not holds or not commands:

@@ -1,7 +1,9 @@
 """The settings table: every inventory data key the deploy reads, its type, default, check and meaning.
 
 This is the one place a default is declared. `group_data/all.py` exports `defaults()` so pyinfra's
-data precedence applies (all < group < host < --data); nothing else declares one.
+data precedence applies (all < group < host < --data); nothing else declares one. A default that
+follows other settings (mailer_port from mailer_protocol) is None here, so an unset value can be told
+from a set one, and its row's `derived` computes what None means; tasks read it with `effective()`.
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 
 REQUIRED = object()  # default for keys every inventory must set
 
+# Each mailer_protocol's port (RFC 8314's submission ports; 25 for a plain relay): mailer_port's default.
+MAILER_PORTS = {"smtps": 465, "smtp+starttls": 587, "smtp": 25}
+
 
 @dataclass(frozen=True)
 class Setting:
@@ -58,6 +63,7 @@ class Setting:
     default: Any
     doc: str
     check: Callable[[Any], str | None] | None = None
+    derived: Callable[[Any], Any] | None = None  # with default None: the value None stands for, from the data
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -134,11 +140,13 @@ SETTINGS: tuple[Setting, ...] = (
             "upgraded with STARTTLS) or smtp (no TLS: a relay on a private network only, never with a password).",
             one_of("smtps", "smtp+starttls", "smtp")),
     Setting("mailer_port", "gitea", (int, type(None)), None,
-            "SMTP port. None: the protocol's (smtps 465, smtp+starttls 587, smtp 25). Terraform's "
-            "smtp_egress_port must be the same.", port),
+            f"SMTP port. None: the protocol's ({', '.join(f'{p} {n}' for p, n in MAILER_PORTS.items())}). "
+            "Terraform's smtp_egress_port must be the same.", port,
+            derived=lambda data: MAILER_PORTS[data.get("mailer_protocol")]),
     Setting("mailer_from", "gitea", (str, type(None)), None,
             "Sender address (`name@domain` or `Name <name@domain>`; with SES a verified identity). "
-            "None: gitea@<gitea_domain>.", mail_from),
+            "None: gitea@<gitea_domain>.", mail_from,
+            derived=lambda data: f"gitea@{data.get('gitea_domain')}"),
     Setting("mailer_user", "gitea", (str, type(None)), None,
             "SMTP user name (SES: the SMTP credentials' user). Set: its password is the file you put at "
             "<data_root>/secrets/mailer_password (GITEA__mailer__PASSWD__FILE). None: no authentication.",
@@ -207,6 +215,13 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def effective(data, name: str) -> Any:
+    """One host's value of a setting (`data`: host.data or a dict): as set, or, where it is None and
+    the row derives one, what the row computes from the other settings."""
+    setting, value = BY_NAME[name], data.get(name)
+    return setting.derived(data) if value is None and setting.derived else value
 
 
 def defaults(concern: str | None = None) -> dict[str, Any]:

@@ -173,7 +173,7 @@ def control(converged_host):
 def install_control(host: str):
     sh(host, "id gitea-deploy >/dev/null 2>&1 || useradd --system --user-group --home-dir /opt/gitea-deploy "
              "--shell /usr/sbin/nologin gitea-deploy")
-    for rel in ("schedule/__init__.py", "schedule/redeploy.py", "inventories/prod.py"):
+    for rel in ("schedule/__init__.py", "schedule/redeploy.py", "schedule/lock.py", "inventories/prod.py"):
         put(host, f"/opt/gitea-deploy/{rel}", (REPO / rel).read_text())
     sh(host, f"mkdir -p /opt/gitea-deploy/.venv/bin {PROBE} && ln -sfn /usr/bin/python3 /opt/gitea-deploy/.venv/bin/python "
              f"&& chown -R gitea-deploy:gitea-deploy /opt/gitea-deploy {PROBE}")

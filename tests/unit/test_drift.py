@@ -4,10 +4,14 @@ would change, changes nothing and says when it cannot tell. No Docker, no lab.""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -129,10 +133,11 @@ def test_render_names_each_change_and_why():
 
 def test_parse_args():
     assert drift.parse_args(["inventories/prod.py"]) == {"inventory": "inventories/prod.py", "limits": [],
-                                                         "data": [], "json": False}
-    parsed = drift.parse_args(["inventories/lab.py", "--limit", "h1", "--data", "a=b", "--json"])
-    assert parsed["limits"] == ["h1"] and parsed["data"] == ["a=b"] and parsed["json"]
-    for bad in ([], ["--limit"], ["a.py", "b.py"], ["--yes", "a.py"]):
+                                                         "data": [], "json": False, "wait": drift.LOCK_WAIT}
+    parsed = drift.parse_args(["inventories/lab.py", "--limit", "h1", "--data", "a=b", "--json", "--wait", "0"])
+    assert parsed["limits"] == ["h1"] and parsed["data"] == ["a=b"] and parsed["json"] and parsed["wait"] == 0
+    for bad in ([], ["--limit"], ["a.py", "b.py"], ["--yes", "a.py"], ["a.py", "--wait", "soon"],
+                ["a.py", "--wait", "-1"], ["a.py", "--wait"]):
         with pytest.raises(ValueError):
             drift.parse_args(bad)
 
@@ -218,9 +223,10 @@ def mini(tmp_path):
     (tmp_path / "local.py").write_text('hosts = ["@local"]\n')
     (tmp_path / "mini_deploy.py").write_text(MINI_DEPLOY)
 
-    def run(inventory: str = "local.py"):
+    def run(inventory: str = "local.py", **kwargs):
         return drift.check(str(tmp_path / inventory), data=["_sudo=False"], deploy=str(tmp_path / "mini_deploy.py"),
-                           env={"DRIFT_TEST_ROOT": str(root)})
+                           env={"DRIFT_TEST_ROOT": str(root), "GITEA_DEPLOY_LOCK_FILE": str(tmp_path / "lock")},
+                           **kwargs)
     return root, run
 
 
@@ -310,3 +316,108 @@ def test_a_running_system_check_asked_concurrently_is_shown_as_its_own_fact(monk
     lines = evaluate.fact_lines(snapshot.Concurrently, {"commands": ("config; ps",)},
                                 {0: ["want db 1", "want gitea 2", "have db 1"]})
     assert lines == ["StaleServices(config_cmd=config, ps_cmd=ps) = ['gitea']"]
+
+
+# --- the redeploy's lock --------------------------------------------------------------------------
+
+def hold_lock(path: Path, seconds: float = 120) -> subprocess.Popen:
+    """Another process holding the lock as a scheduled redeploy holds it (an exclusive flock(2) on
+    the file, its holder written in it), for `seconds`."""
+    code = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); os.write(fd, b'pid %d on ctl since 2026-12-03T10:00:00Z' % os.getpid()); "
+            "print('held', flush=True); time.sleep(float(sys.argv[2]))")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(path), str(seconds)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "held\n"
+    return holder
+
+
+@pytest.fixture
+def listener():
+    """A TCP port on 127.0.0.1 that keeps every connection made to it: the inventory's host."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        sock.setblocking(False)
+        yield sock
+
+
+def connections(sock: socket.socket) -> int:
+    count = 0
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except BlockingIOError:
+            return count
+        conn.close()
+        count += 1
+
+
+def test_a_drift_check_during_a_redeploy_could_not_tell_and_touches_no_host(tmp_path, listener):
+    lock = tmp_path / "redeploy.lock"
+    inventory = tmp_path / "bogus.py"
+    inventory.write_text(f'hosts = [("127.0.0.1", {{"ssh_port": {listener.getsockname()[1]}, "ssh_user": "admin"}})]\n')
+    holder = hold_lock(lock)
+    try:
+        run = subprocess.run([sys.executable, "-m", "tasks.drift", str(inventory), "--wait", "0"], cwd=drift.REPO,
+                             capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "GITEA_DEPLOY_LOCK_FILE": str(lock)})
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run.returncode == drift.UNKNOWN, run.stdout + run.stderr
+    assert f"COULD NOT TELL: a redeploy is running (lock {lock} held by pid {holder.pid} on ctl" in run.stdout
+    assert connections(listener) == 0  # pyinfra never ran: no host was asked anything
+
+
+def test_a_drift_check_waits_a_bounded_time_for_a_redeploy(mini, tmp_path):
+    root, run = mini
+    holder = hold_lock(tmp_path / "lock", seconds=1)  # a redeploy that ends in a second
+    started = time.monotonic()
+    code, hosts, _, log = run(wait=30)
+    holder.wait()
+    assert code == 1 and time.monotonic() - started >= 0.9, (hosts, log)  # waited, then told
+    holder = hold_lock(tmp_path / "lock")
+    try:
+        started = time.monotonic()
+        code, hosts, _, _ = run(wait=0.5)
+        assert code == 2 and time.monotonic() - started >= 0.5
+        assert "a redeploy is running" in hosts["(inventory)"]["error"] and "waited 0.5 s" in hosts["(inventory)"]["error"]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(os.listdir(root)) == []
+
+
+def test_the_redeploy_and_the_drift_check_share_one_lock(tmp_path, monkeypatch, capsys):
+    """One definition (schedule/lock.py): the same file by default and under GITEA_DEPLOY_LOCK_FILE,
+    and a drift check in progress holds off a scheduled run as another run would (exit 75)."""
+    from schedule import lock as shared
+    from schedule import redeploy
+
+    assert redeploy.lock_path is shared.lock_path and drift.lock_path is shared.lock_path
+    assert shared.lock_path({}) == drift.REPO / ".redeploy.lock"
+    mine = shared.Lock(shared.lock_path({"GITEA_DEPLOY_LOCK_FILE": str(tmp_path / "lock")}), "drift check")
+    assert mine.acquire()
+    try:
+        monkeypatch.setattr(redeploy, "run_steps", lambda *args: pytest.fail("a step ran under a held lock"))
+        assert redeploy.run({"GITEA_DEPLOY_LOCK_FILE": str(tmp_path / "lock")}) == redeploy.EXIT_LOCKED
+        assert "drift check" in capsys.readouterr().out
+    finally:
+        mine.release()
+
+
+def test_a_released_lock_names_no_holder(tmp_path):
+    """flock(1) by hand writes nothing in the file: what a released lock wrote must not be shown as
+    the hand run's holder."""
+    from schedule.lock import Lock
+
+    mine = Lock(tmp_path / "lock", "drift check")
+    assert mine.acquire() and "drift check" in mine.holder()
+    mine.release()
+    hand = os.open(tmp_path / "lock", os.O_RDONLY)
+    fcntl.flock(hand, fcntl.LOCK_EX)  # as `flock FILE pyinfra ...` does
+    try:
+        assert not Lock(tmp_path / "lock").acquire()
+        assert Lock(tmp_path / "lock").holder() == "unknown"
+    finally:
+        os.close(hand)

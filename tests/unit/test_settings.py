@@ -140,6 +140,23 @@ def test_mail_settings_that_go_together():
     assert settings.problems({**mail, "mailer_protocol": "smtp", "mailer_port": 2525}) == []  # a private relay
 
 
+def test_a_default_that_follows_other_settings_is_the_tables():
+    """mailer_port and mailer_from hold None (so "set but mail is off" can be told from a default) and
+    their rows compute what None means: no other module holds a default of its own."""
+    mail = sample_data(mailer_host="smtp.example.com")
+    port, sender = settings.BY_NAME["mailer_port"], settings.BY_NAME["mailer_from"]
+    assert port.default is None and sender.default is None and settings.defaults()["mailer_port"] is None
+    for protocol, number in (("smtps", 465), ("smtp+starttls", 587), ("smtp", 25)):
+        assert settings.effective({**mail, "mailer_protocol": protocol}, "mailer_port") == number
+        assert f"{protocol} {number}" in port.doc  # the doc is made from the same table
+    assert settings.effective({**mail, "mailer_port": 2525}, "mailer_port") == 2525
+    assert settings.effective(mail, "mailer_from") == "gitea@git.example.com"
+    assert settings.effective({**mail, "mailer_from": "Git <git@example.com>"}, "mailer_from") == "Git <git@example.com>"
+    assert settings.effective(mail, "mailer_host") == "smtp.example.com"  # a row without one: the value
+    assert [s.name for s in settings.SETTINGS if s.derived] == ["mailer_port", "mailer_from"]
+    assert all(s.default is None for s in settings.SETTINGS if s.derived)  # derived only from None
+
+
 def test_every_setting_is_documented_and_defaults_pass_their_checks():
     for s in settings.SETTINGS:
         assert s.doc and s.concern, s.name

@@ -205,7 +205,27 @@ def test_mail_is_off_until_a_host_is_set():
     assert not [k for k in env if k.startswith("GITEA__mailer__") and k != "GITEA__mailer__ENABLED"]
 
 
+# What each mailer input renders to, written out (not computed): the derived defaults (the protocol's
+# port, gitea@<gitea_domain>) live in tasks/settings/table.py, and moving them must change nothing here.
 @pytest.mark.parametrize("values, mailer", [
+    ({"mailer_host": "smtp.example.com"},
+     {"ENABLED": "true", "PROTOCOL": "smtps", "SMTP_ADDR": "smtp.example.com", "SMTP_PORT": "465",
+      "FROM": "gitea@git.example.com"}),
+    ({"mailer_host": "smtp.example.com", "mailer_protocol": "smtp+starttls"},
+     {"ENABLED": "true", "PROTOCOL": "smtp+starttls", "SMTP_ADDR": "smtp.example.com", "SMTP_PORT": "587",
+      "FROM": "gitea@git.example.com"}),
+    ({"mailer_host": "10.0.0.25", "mailer_protocol": "smtp"},
+     {"ENABLED": "true", "PROTOCOL": "smtp", "SMTP_ADDR": "10.0.0.25", "SMTP_PORT": "25",
+      "FROM": "gitea@git.example.com"}),
+    ({"mailer_host": "smtp.example.com", "mailer_port": 2465},
+     {"ENABLED": "true", "PROTOCOL": "smtps", "SMTP_ADDR": "smtp.example.com", "SMTP_PORT": "2465",
+      "FROM": "gitea@git.example.com"}),
+    ({"mailer_host": "smtp.example.com", "mailer_from": "gitea@example.com", "gitea_domain": "code.example.org"},
+     {"ENABLED": "true", "PROTOCOL": "smtps", "SMTP_ADDR": "smtp.example.com", "SMTP_PORT": "465",
+      "FROM": "gitea@example.com"}),
+    ({"mailer_host": "smtp.example.com", "gitea_domain": "code.example.org"},
+     {"ENABLED": "true", "PROTOCOL": "smtps", "SMTP_ADDR": "smtp.example.com", "SMTP_PORT": "465",
+      "FROM": "gitea@code.example.org"}),
     ({"mailer_host": "email-smtp.eu-central-1.amazonaws.com", "mailer_user": "AKIAIOSFODNN7EXAMPLE"},
      {"ENABLED": "true", "PROTOCOL": "smtps", "SMTP_ADDR": "email-smtp.eu-central-1.amazonaws.com",
       "SMTP_PORT": "465", "FROM": "gitea@git.example.com", "USER": "AKIAIOSFODNN7EXAMPLE",
