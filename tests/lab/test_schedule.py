@@ -189,10 +189,12 @@ def install_control(host: str):
 
 
 def remove_control(host: str):
+    # Only what install_control added: /etc/gitea-deploy also holds the deploy's own staged configs
+    # and backup.env, which the modules after this one (and the backup job) need.
     sh(host, "systemctl stop gitea-deploy-redeploy.timer gitea-deploy-redeploy.service gitea-deploy-probe-webhook "
              "gitea-deploy-probe-holder 2>/dev/null; "
              f"rm -rf /etc/systemd/system/{units.SERVICE} /etc/systemd/system/{units.TIMER} "
-             f"/etc/systemd/system/{units.NOTIFY} /run/systemd/system/{units.SERVICE}.d /etc/gitea-deploy "
+             f"/etc/systemd/system/{units.NOTIFY} /run/systemd/system/{units.SERVICE}.d /etc/gitea-deploy/schedule.env "
              f"/opt/gitea-deploy {PROBE}; systemctl daemon-reload; systemctl reset-failed; userdel gitea-deploy",
        check=False)
 
