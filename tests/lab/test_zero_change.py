@@ -9,7 +9,7 @@ stages are read from deploy.py, never listed here), then the same prefix again, 
 nothing. Then the whole deploy.py twice (the second changes nothing), a reboot, and the first
 deploy after it must change nothing either.
 
-The host uses a shared emulated AWS (`stages`): a host's own moto sidecar is recreated empty at
+The host uses a shared emulated AWS (named after the host): a host's own moto sidecar is recreated empty at
 a reboot, so its first deploy after one re-creates the bucket and the SSM parameter, which is
 lab state, not the host's. The shared one outlives the reboot as real AWS would.
 
@@ -17,6 +17,8 @@ The steps share the host and run in file order; each prints its runs' totals and
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -27,8 +29,9 @@ from tests.lab.test_deploy import wait_healthy
 
 pytestmark = pytest.mark.lab
 
-HOST = "gitea-lab-stages"
-AWS = "stages"  # the shared emulated AWS: container gitea-lab-aws-stages
+# GITEA_LAB_ZERO_HOST names another host (and shared AWS), to run this module beside a suite.
+HOST = os.environ.get("GITEA_LAB_ZERO_HOST") or "gitea-lab-zero"
+AWS = HOST.removeprefix("gitea-lab-")  # the shared emulated AWS: container gitea-lab-aws-<that>
 PREFIX = "tests/lab/deploy_prefix.py"
 STAGES = stages()  # deploy.py's, in order
 SEEN: dict[str, list[str]] = {}  # what the runs did, for the steps after them
