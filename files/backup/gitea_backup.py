@@ -903,8 +903,9 @@ def password_publish(cfg: Config) -> str:
 # --- repositories -------------------------------------------------------------------------------
 
 # How long a proof that this host opened an S3 repository stands in for opening it again. Its
-# bucket keeps every object under object lock (docs/adr/0006), so a repository opened once does
-# not vanish; a changed password or URL voids the proof at once.
+# bucket is versioned and the host may never delete a version (docs/adr/0006): a repository opened
+# once can at worst be hidden behind delete markers, which the next hourly backup fails on (its
+# metrics) long before this passes. A changed password or URL voids the proof at once.
 OPENED_FOR = 24 * 3600
 
 
