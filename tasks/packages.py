@@ -12,7 +12,7 @@ FUSE (restic's) it was never meant to run.
 
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.operations import apt
+from pyinfra.operations import apt, server
 
 from tasks import REPO, backup, base, certbot, docker, nginx, node_exporter, snapshot
 
@@ -32,6 +32,13 @@ def packages():
     node_exporter.before_install()
 
     names = wanted(host.data)
+    # A run killed inside the transaction leaves packages unpacked but not configured; they count
+    # as missing, and apt-get refuses to install until dpkg has finished them. Only while some are.
+    server.shell(
+        name="Finish an interrupted dpkg run",
+        commands=["DEBIAN_FRONTEND=noninteractive dpkg --force-confdef --force-confold --configure -a"],
+        _if=lambda: bool(snapshot.missing_packages(names)),
+    )
     apt.packages(
         name=f"Install {', '.join(names)}",
         packages=names,

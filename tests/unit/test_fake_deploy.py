@@ -79,6 +79,16 @@ def test_every_package_is_installed_in_one_apt_transaction(fake_run):
     assert drop_in < names.index(installs[0]["name"])
 
 
+def test_a_dpkg_run_cut_short_is_finished_before_the_install(fake_run):
+    """A deploy killed inside the apt transaction leaves packages unpacked; apt-get then refuses
+    to install until `dpkg --configure -a` has run, so the next deploy runs it first."""
+    names = op_names(fake_run)
+    finish = names.index("Packages | Finish an interrupted dpkg run")
+    assert finish < next(i for i, n in enumerate(names) if n.startswith("Packages | Install "))
+    commands = [line.split(": ", 1)[1] for line in fake_run[1].splitlines() if "simulating command" in line]
+    assert "DEBIAN_FRONTEND=noninteractive dpkg --force-confdef --force-confold --configure -a" in commands
+
+
 def test_long_steps_say_what_they_wait_for_and_for_how_long(fake_run):
     names = op_names(fake_run)
     stack = [n for n in names if "| Start the stack" in n]
