@@ -207,6 +207,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("node_exporter_textfile_dir", "node_exporter", str, "/var/lib/prometheus/node-exporter",
             "node_exporter's textfile collector directory (the backup job writes its outcome there).",
             absolute_path),
+    # monitoring: Prometheus and the exporters, every one on 127.0.0.1 only (tasks/monitoring.py,
+    # docs/concepts/monitoring.md). The ports are one block so every stage that points at another
+    # daemon (Prometheus at Alertmanager, Grafana at Prometheus) reads the same value.
+    Setting("prometheus_port", "monitoring", int, 9090, "Port of Prometheus, bound to 127.0.0.1 only.", port),
+    Setting("alertmanager_port", "monitoring", int, 9093, "Port of Alertmanager, bound to 127.0.0.1 only.", port),
+    Setting("postgres_exporter_port", "monitoring", int, 9187,
+            "Port of the PostgreSQL exporter, bound to 127.0.0.1 only.", port),
+    Setting("nginx_exporter_port", "monitoring", int, 9113, "Port of the nginx exporter, bound to 127.0.0.1 only.",
+            port),
+    Setting("blackbox_exporter_port", "monitoring", int, 9115,
+            "Port of the blackbox exporter, bound to 127.0.0.1 only.", port),
+    Setting("nginx_status_port", "monitoring", int, 8081,
+            "Port of nginx's stub_status server, bound to 127.0.0.1 only (the nginx exporter reads it).", port),
+    Setting("grafana_port", "monitoring", int, 3001, "Port of Grafana (when grafana_enabled), bound to 127.0.0.1 only.",
+            port),
     # restore: run-time choices of `pyinfra INVENTORY restore.py` (--data restore_snapshot=...)
     Setting("restore_snapshot", "restore", (str, int), "latest", "The snapshot restore.py restores.",
             snapshot_id),
