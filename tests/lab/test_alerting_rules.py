@@ -16,11 +16,10 @@ import uuid
 import pytest
 import yaml
 
+from tests.unit.test_alert_rules import ROOT as REPO
 from tests.unit.test_alert_rules import RULES, TESTS_DIR, alerts
 
 pytestmark = pytest.mark.lab
-
-REPO = RULES.parents[3]
 
 
 @pytest.fixture(scope="module")
