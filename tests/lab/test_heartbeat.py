@@ -99,7 +99,9 @@ def test_datapoints_arrive_every_minute(host, cloudwatch):
     listed = cloudwatch.list_metrics(Namespace=NAMESPACE)["Metrics"]
     assert {"Namespace": NAMESPACE, "MetricName": METRIC, "Dimensions": DIMENSIONS} in listed, listed
     gaps = [b - a for a, b in itertools.pairwise(seen)]
-    assert all(INTERVAL - 5 <= gap <= INTERVAL + 10 for gap in gaps), f"gaps between beats: {gaps}"
+    # Each datapoint's time is taken after python3 and boto3 have started, which on a loaded machine
+    # takes from one second to several: the gaps vary by that much around the timer's minute.
+    assert all(INTERVAL - 15 <= gap <= INTERVAL + 15 for gap in gaps), f"gaps between beats: {gaps}"
     FIGURES["seconds between beats"] = sum(gaps) / len(gaps)
     FIGURES["age of the last beat when read (s)"] = time.time() - seen[-1]
 
