@@ -13,6 +13,7 @@ from tasks.base import base
 from tasks.common import tcp_nodelay
 from tasks.docker import docker
 from tasks.gitea import gitea
+from tasks.heartbeat import heartbeat
 from tasks.monitoring import monitoring
 from tasks.nginx import nginx
 from tasks.node_exporter import node_exporter
@@ -32,4 +33,5 @@ gitea()
 nginx()
 node_exporter()
 monitoring()
+heartbeat()
 backup()

@@ -40,6 +40,10 @@ def _terraform_host(name: str, h: dict) -> dict:
         "backup_s3_prefix": "gitea",
         "ssm_parameter_path": "/gitea-deploy/lab",
         "database_endpoint": None,
+        # Named as terraform/iam.tf names it (GiteaDeploy/<name>): the heartbeat goes to the host's
+        # moto, like the backups.
+        "metrics_namespace": f"GiteaDeploy/{name}",
+        "heartbeat_metric": "Heartbeat",
     }
 
 

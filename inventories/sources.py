@@ -3,7 +3,7 @@
 Both functions return pyinfra host tuples, ``[(hostname, data), ...]``, whose data carries the keys
 the deploy reads (docs/dev/contracts.md): ``ssh_hostname``, ``ssh_port``, ``ssh_user``,
 ``admin_ssh_port``, ``gitea_domain``, ``aws_region``, ``backup_s3_bucket``, ``backup_s3_prefix``,
-``ssm_parameter_path``, ``database_endpoint``.
+``ssm_parameter_path``, ``database_endpoint``, ``metrics_namespace``, ``heartbeat_metric``.
 
 Both raise ``LookupError`` with an actionable message when they find no host, so an inventory
 built from them fails loudly instead of deploying to nobody.
@@ -39,6 +39,8 @@ HOST_KEYS = (
     "backup_s3_prefix",
     "ssm_parameter_path",
     "database_endpoint",
+    "metrics_namespace",
+    "heartbeat_metric",
 )
 
 # Debian's AMIs log in as `admin` (docs/dev/contracts.md).
@@ -52,6 +54,8 @@ TAG_BACKUP_BUCKET = TAG_PREFIX + "backup-bucket"
 TAG_BACKUP_PREFIX = TAG_PREFIX + "backup-prefix"
 TAG_SSM_PATH = TAG_PREFIX + "ssm-parameter-path"
 TAG_DATABASE_INSTANCE = TAG_PREFIX + "database-instance"
+TAG_METRICS_NAMESPACE = TAG_PREFIX + "metrics-namespace"
+TAG_HEARTBEAT_METRIC = TAG_PREFIX + "heartbeat-metric"
 TAG_NAME = TAG_PREFIX + "name"
 
 TERRAFORM_TIMEOUT_SECONDS = 120
@@ -196,7 +200,8 @@ def from_ec2_tags(
     for instance in sorted(instances, key=lambda i: (str(i.get("LaunchTime", "")), i["InstanceId"])):
         tags = {tag["Key"]: tag["Value"] for tag in instance.get("Tags", [])}
         instance_id = instance["InstanceId"]
-        missing = [key for key in (TAG_DOMAIN, TAG_ADMIN_PORT, TAG_BACKUP_BUCKET, TAG_BACKUP_PREFIX, TAG_SSM_PATH) if key not in tags]
+        missing = [key for key in (TAG_DOMAIN, TAG_ADMIN_PORT, TAG_BACKUP_BUCKET, TAG_BACKUP_PREFIX, TAG_SSM_PATH,
+                                   TAG_METRICS_NAMESPACE, TAG_HEARTBEAT_METRIC) if key not in tags]
         if missing:
             raise LookupError(
                 f"instance {instance_id} (tagged {tag_key}={tag_value}) lacks the tags {', '.join(missing)}: "
@@ -224,6 +229,8 @@ def from_ec2_tags(
             "backup_s3_prefix": tags[TAG_BACKUP_PREFIX],
             "ssm_parameter_path": tags[TAG_SSM_PATH],
             "database_endpoint": database_endpoint,
+            "metrics_namespace": tags[TAG_METRICS_NAMESPACE],
+            "heartbeat_metric": tags[TAG_HEARTBEAT_METRIC],
         }
         name = tags.get(TAG_NAME) or tags.get("Name") or instance_id
         if any(existing == name for existing, _ in result):

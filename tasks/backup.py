@@ -174,6 +174,16 @@ def aws_credentials(data) -> str:
         + text.getvalue()
 
 
+def configuration_directory(data) -> None:
+    """/etc/gitea-deploy with the emulated AWS's static keys (root-only) when the inventory has them:
+    every job on the host that calls AWS (the backup, the heartbeat) reads them there, so the first
+    stage that needs them writes them and the others find them in place."""
+    snapshot.directory(name="Configuration directory", path=CONFIG_DIR, mode="755")
+    if data.backup_aws_access_key_id:
+        snapshot.put(name="Static AWS keys (emulated AWS only)", src=StringIO(aws_credentials(data)),
+                     dest=CREDENTIALS_FILE, mode="600")
+
+
 def render_env(rows: list[tuple[str, str, str]]) -> str:
     """KEY=value lines, each value shell-quoted (gitea_backup.parse_env and sh read them alike)."""
     lines = ["# Managed by gitea-deploy (tasks/backup.py): read by gitea-backup and gitea-restore, which",
@@ -287,11 +297,7 @@ def backup():
                      mode="755")
 
     password = password_file(data)
-    snapshot.directory(name="Backup configuration directory", path=CONFIG_DIR, mode="755")
-    credentials = bool(data.backup_aws_access_key_id)
-    if credentials:
-        snapshot.put(name="Static AWS keys (emulated AWS only)", src=StringIO(aws_credentials(data)),
-                     dest=CREDENTIALS_FILE, mode="600")
+    configuration_directory(data)
     env = render_env(backup_env(data))
     snapshot.put(name="Backup configuration", src=StringIO(env), dest=ENV_FILE, mode="644")
     # The dump and restores' staging live on the data volume, next to what they copy.

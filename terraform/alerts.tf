@@ -1,6 +1,6 @@
 # Alerts: one SNS topic (optional e-mail subscription), EC2 status-check alarms that also recover
-# (system check) or reboot (instance check) the host, a check on the attached EBS volumes, and a
-# monthly cost budget.
+# (system check) or reboot (instance check) the host, a check on the attached EBS volumes, the
+# host's heartbeat (a dead-man's switch), and a monthly cost budget.
 
 resource "aws_sns_topic" "alerts" {
   # checkov:skip=CKV_AWS_26: CloudWatch alarms and AWS Budgets cannot publish to a topic encrypted with the AWS-managed key (alias/aws/sns), and a customer key for two alert messages a year is not worth its key policy; messages carry no secrets.
@@ -97,6 +97,28 @@ resource "aws_cloudwatch_metric_alarm" "status" {
   ok_actions          = local.alert_actions
 
   tags = { Name = "${var.name}-${each.key}-status-check" }
+}
+
+# The dead-man's switch: the host publishes one datapoint a minute (tasks/heartbeat.py) while it
+# and its monitoring run. Missing data is breaching, so silence itself alarms: a host that is gone,
+# cut off, frozen or whose Prometheus is dead cannot send the alert, but it stops the heartbeat.
+resource "aws_cloudwatch_metric_alarm" "heartbeat" {
+  alarm_name          = "${var.name}-heartbeat"
+  alarm_description   = "${var.gitea_domain}: no heartbeat from the host for ${var.heartbeat_evaluation_periods * var.heartbeat_period_seconds} s: the host, its network or its monitoring is down (docs/concepts/heartbeat.md)"
+  namespace           = local.metrics_namespace
+  metric_name         = local.heartbeat_metric
+  dimensions          = local.heartbeat_dimensions
+  statistic           = "SampleCount"
+  period              = var.heartbeat_period_seconds
+  evaluation_periods  = var.heartbeat_evaluation_periods
+  datapoints_to_alarm = var.heartbeat_evaluation_periods
+  threshold           = 1
+  comparison_operator = "LessThanThreshold"
+  treat_missing_data  = "breaching"
+  alarm_actions       = local.alert_actions
+  ok_actions          = local.alert_actions
+
+  tags = { Name = "${var.name}-heartbeat" }
 }
 
 resource "aws_budgets_budget" "monthly" {

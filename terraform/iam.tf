@@ -10,6 +10,10 @@ locals {
   ]
   host_log_group_arn = aws_cloudwatch_log_group.host.arn
   metrics_namespace  = "GiteaDeploy/${var.name}"
+  # The host's heartbeat (tasks/heartbeat.py publishes it, alerts.tf watches it): one dimension,
+  # the domain the deploy also knows.
+  heartbeat_metric     = "Heartbeat"
+  heartbeat_dimensions = { Domain = var.gitea_domain }
 }
 
 ################################################################################
@@ -115,7 +119,8 @@ data "aws_iam_policy_document" "host" {
     resources = [local.host_log_group_arn, "${local.host_log_group_arn}:*"]
   }
 
-  # PutMetricData has no resource-level permissions: restrict it to the host's own namespace.
+  # PutMetricData has no resource-level permissions: restrict it to the host's own namespace (the
+  # heartbeat's; a compromised host can fake its own heartbeat, not another installation's).
   statement {
     sid       = "OwnMetrics"
     actions   = ["cloudwatch:PutMetricData"]

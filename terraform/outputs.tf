@@ -96,6 +96,16 @@ output "metrics_namespace" {
   value       = local.metrics_namespace
 }
 
+output "heartbeat_metric" {
+  description = "Name of the heartbeat metric the host publishes in metrics_namespace (dimension Domain = gitea_domain)."
+  value       = local.heartbeat_metric
+}
+
+output "heartbeat_alarm_name" {
+  description = "CloudWatch alarm that goes off when the host's heartbeat stops (docs/concepts/heartbeat.md)."
+  value       = aws_cloudwatch_metric_alarm.heartbeat.alarm_name
+}
+
 output "pyinfra_inventory" {
   description = "Hosts for pyinfra: a list of objects, `name` plus host data (the shape of pyinfra's @terraform connector). Read by inventories/sources.py:from_terraform()."
   value = [
@@ -111,6 +121,8 @@ output "pyinfra_inventory" {
       backup_s3_prefix   = var.backup_s3_prefix
       ssm_parameter_path = local.ssm_parameter_path
       database_endpoint  = local.rds ? aws_db_instance.gitea[0].endpoint : null
+      metrics_namespace  = local.metrics_namespace
+      heartbeat_metric   = local.heartbeat_metric
     }
   ]
 }

@@ -440,6 +440,28 @@ variable "alert_email" {
   }
 }
 
+variable "heartbeat_period_seconds" {
+  description = "Period of the heartbeat alarm in seconds: each period needs at least one of the host's datapoints (it sends one every 60 s). A multiple of 60."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.heartbeat_period_seconds >= 60 && var.heartbeat_period_seconds <= 3600 && var.heartbeat_period_seconds % 60 == 0
+    error_message = "heartbeat_period_seconds must be a multiple of 60 between 60 and 3600 (the host sends a datapoint every 60 s)."
+  }
+}
+
+variable "heartbeat_evaluation_periods" {
+  description = "How many periods in a row without a heartbeat before the alarm goes off (with 60 s periods: minutes of silence). More tolerates a slow reboot or a short network outage; fewer pages sooner."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.heartbeat_evaluation_periods >= 1 && floor(var.heartbeat_evaluation_periods) == var.heartbeat_evaluation_periods && var.heartbeat_evaluation_periods * var.heartbeat_period_seconds <= 86400
+    error_message = "heartbeat_evaluation_periods must be a whole number of at least 1, and periods x period at most one day (86400 s)."
+  }
+}
+
 variable "enable_budget" {
   description = "Create an AWS Budgets cost budget with alerts at 80 % (actual) and 100 % (forecast) of monthly_budget_usd."
   type        = bool

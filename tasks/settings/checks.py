@@ -252,6 +252,20 @@ def endpoint_url(value: str) -> str | None:
     return None if _url(value, ("http", "https"), path=False) else "must be http(s)://host[:port] with no path"
 
 
+def cloudwatch_namespace(value: str) -> str | None:
+    # CloudWatch's own rule (letters, digits and . - _ / # : up to 255; AWS/ is reserved), less the
+    # space: the same value is an IAM condition and an EC2 tag, where a space only invites mistakes.
+    if re.fullmatch(r"[A-Za-z0-9._/#:-]{1,255}", value) and not value.startswith("AWS/"):
+        return None
+    return "is not a CloudWatch namespace (1-255 of letters, digits and . - _ / # :, not starting with AWS/)"
+
+
+def cloudwatch_metric(value: str) -> str | None:
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9._-]{0,254}", value):
+        return None
+    return "is not a metric name (a letter, then up to 254 of letters, digits and . _ -)"
+
+
 def aws_region(value: str) -> str | None:
     return None if re.fullmatch(r"[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]", value) else "is not an AWS region (e.g. eu-central-1)"
 

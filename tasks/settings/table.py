@@ -17,6 +17,8 @@ from tasks.settings.checks import (
     aws_region,
     bounded,
     cidr,
+    cloudwatch_metric,
+    cloudwatch_namespace,
     cron_schedule,
     display_text,
     domain_name,
@@ -170,11 +172,15 @@ SETTINGS: tuple[Setting, ...] = (
             "S3 bucket of the restic repository (Terraform output); None: no S3 repository.", s3_bucket),
     Setting("backup_s3_prefix", "backup", str, "gitea",
             "Key prefix of the restic repository in the bucket (the instance role may use only it).", key_prefix),
+    # s3_endpoint is the emulated AWS's one endpoint for every AWS API the host calls (S3, SSM,
+    # CloudWatch), as moto serves them all; the name is kept so existing inventories stay valid.
     Setting("s3_endpoint", "backup", (str, type(None)), None,
-            "Emulated AWS only (the lab's moto): endpoint for S3 and SSM. None: the real AWS endpoints.",
+            "Emulated AWS only (the lab's moto): the one endpoint for every AWS API the host calls (S3 and SSM "
+            "for the backup, CloudWatch for the heartbeat). None: the real AWS endpoints.",
             endpoint_url),
     Setting("backup_aws_access_key_id", "backup", (str, type(None)), None,
-            "Emulated AWS only: a static key ID. None in production: restic and boto3 use the instance role.",
+            "Emulated AWS only: a static key ID (the backup and the heartbeat use it). None in production: restic "
+            "and boto3 use the instance role.",
             not_a_real_aws_key),
     Setting("backup_aws_secret_access_key", "backup", (str, type(None)), None,
             "Emulated AWS only: the static key's secret (written root-only on the host, never in backup.env).",
@@ -236,6 +242,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("monitoring_tls_ca_bundle", "monitoring", (str, type(None)), None,
             "PEM of the CA the HTTPS probe verifies the served certificate against (the lab: pebble's root that "
             "issued it). None: the system's CAs, as users' browsers (Let's Encrypt).", pem_certificates),
+    # heartbeat: one CloudWatch datapoint a minute while the host and its monitoring answer; Terraform's
+    # alarm treats a missing one as breaching (tasks/heartbeat.py, docs/concepts/heartbeat.md).
+    Setting("metrics_namespace", "heartbeat", (str, type(None)), None,
+            "CloudWatch namespace the host publishes its heartbeat to (Terraform output; the instance role may "
+            "publish only there). The heartbeat's switch: None (no Terraform, no AWS) means no heartbeat; set, "
+            "it needs aws_region.", cloudwatch_namespace),
+    Setting("heartbeat_metric", "heartbeat", str, "Heartbeat",
+            "Name of the heartbeat metric (Terraform output: the alarm watches this name, with the dimension "
+            "Domain = gitea_domain).", cloudwatch_metric),
     # restore: run-time choices of `pyinfra INVENTORY restore.py` (--data restore_snapshot=...)
     Setting("restore_snapshot", "restore", (str, int), "latest", "The snapshot restore.py restores.",
             snapshot_id),

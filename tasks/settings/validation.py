@@ -136,6 +136,13 @@ def backup_is_complete(data: dict[str, Any]) -> list[str]:
     return found
 
 
+def heartbeat_has_aws(data: dict[str, Any]) -> list[str]:
+    if data["metrics_namespace"] and not data["aws_region"]:
+        return ["aws_region: is required with metrics_namespace (the heartbeat publishes to CloudWatch in it; "
+                "Terraform's output gives both)"]
+    return []
+
+
 def gitea_config_is_valid(data: dict[str, Any]) -> list[str]:
     """gitea_config and gitea_secrets together (a KEY__FILE names a declared secret)."""
     return gitea_config.problems(data["gitea_config"], data["gitea_secrets"])
@@ -165,8 +172,8 @@ def compose_subnet_has_room(data: dict[str, Any]) -> list[str]:
 
 
 CROSS_CHECKS: tuple[Callable[[dict[str, Any]], list[str]], ...] = (
-    ports_are_distinct, sudo_matches_user, database_has_ca, backup_is_complete, gitea_config_is_valid,
-    mail_is_whole, compose_subnet_has_room,
+    ports_are_distinct, sudo_matches_user, database_has_ca, backup_is_complete, heartbeat_has_aws,
+    gitea_config_is_valid, mail_is_whole, compose_subnet_has_room,
 )
 
 

@@ -317,6 +317,9 @@ def test_outputs_match_the_contract(stack):
     else:
         assert "database_endpoint" not in out, "terraform output -json omits null outputs"
     assert len(_value(out, "pyinfra_inventory")) == 1
+    assert _value(out, "metrics_namespace") == f"GiteaDeploy/{NAME}"
+    assert _value(out, "heartbeat_metric") == "Heartbeat"
+    assert _value(out, "heartbeat_alarm_name") == f"{NAME}-heartbeat"
 
 
 def test_inventory_from_terraform_outputs(stack):
@@ -335,6 +338,8 @@ def test_inventory_from_terraform_outputs(stack):
         "backup_s3_prefix": "gitea",
         "ssm_parameter_path": f"/gitea-deploy/{NAME}",
         "database_endpoint": stack.outputs.get("database_endpoint", {}).get("value"),
+        "metrics_namespace": f"GiteaDeploy/{NAME}",
+        "heartbeat_metric": "Heartbeat",
     }
 
 
@@ -350,7 +355,8 @@ def _shape(outputs: dict) -> dict:
     return {"outputs": {k: v.get("type") and json.dumps(v["type"]) for k, v in outputs.items()},
             "host_keys": sorted(hosts[0]),
             "host": {k: hosts[0][k] for k in ("name", "ssh_port", "ssh_user", "admin_ssh_port", "gitea_domain",
-                                              "aws_region", "backup_s3_prefix", "ssm_parameter_path")}}
+                                              "aws_region", "backup_s3_prefix", "ssm_parameter_path",
+                                              "metrics_namespace", "heartbeat_metric")}}
 
 
 def test_recorded_outputs_are_the_live_ones(stack):
@@ -464,12 +470,18 @@ def test_backup_bucket_and_host_role(stack):
     assert objects["Resource"] in (f"arn:aws:s3:::{bucket}/gitea/*", [f"arn:aws:s3:::{bucket}/gitea/*"])
     attached = [p["PolicyName"] for p in iam.list_attached_role_policies(RoleName=f"{NAME}-host")["AttachedPolicies"]]
     assert attached == ["AmazonSSMManagedInstanceCore"]
+    # The heartbeat: PutMetricData only into the installation's own namespace, nothing else of CloudWatch.
+    metrics = [s for s in statements if any(a.startswith("cloudwatch:") for a in actions(s))]
+    assert [(s["Effect"], actions(s), s["Condition"]) for s in metrics] == [
+        ("Allow", ["cloudwatch:PutMetricData"],
+         {"StringEquals": {"cloudwatch:namespace": _value(stack.outputs, "metrics_namespace")}})], metrics
 
 
 def test_alarms_and_trail(stack):
     cloudwatch = stack.moto.client("cloudwatch")
     alarms = {a["MetricName"]: a for a in cloudwatch.describe_alarms(AlarmNamePrefix=NAME)["MetricAlarms"]}
-    assert set(alarms) == {"StatusCheckFailed_System", "StatusCheckFailed_Instance", "StatusCheckFailed_AttachedEBS"}
+    assert set(alarms) == {"StatusCheckFailed_System", "StatusCheckFailed_Instance", "StatusCheckFailed_AttachedEBS",
+                           "Heartbeat"}
     assert any(a.endswith(":ec2:recover") for a in alarms["StatusCheckFailed_System"]["AlarmActions"])
     trails = [t for t in stack.moto.client("cloudtrail").describe_trails()["trailList"] if t["Name"] == f"{NAME}-audit"]
     assert trails and trails[0]["IsMultiRegionTrail"] and trails[0]["LogFileValidationEnabled"], trails
@@ -479,6 +491,26 @@ def test_alarms_and_trail(stack):
     assert all(s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"].values())
     policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
     assert {s["Sid"] for s in policy["Statement"]} == {"CloudTrailAclCheck", "CloudTrailWrite", "DenyInsecureTransport"}
+
+
+def test_heartbeat_alarm_pages_when_the_heartbeat_goes_missing(stack):
+    """Missing data is breaching, on exactly what tasks/heartbeat.py publishes, into the alerts topic."""
+    topic = _value(stack.outputs, "alerts_topic_arn")
+    [alarm] = stack.moto.client("cloudwatch").describe_alarms(
+        AlarmNames=[_value(stack.outputs, "heartbeat_alarm_name")])["MetricAlarms"]
+    assert alarm["TreatMissingData"] == "breaching"
+    assert alarm["AlarmActions"] == [topic] and alarm["OKActions"] == [topic]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (f"GiteaDeploy/{NAME}", "Heartbeat")
+    assert alarm["Dimensions"] == [{"Name": "Domain", "Value": DOMAIN}]
+    assert (alarm["Statistic"], alarm["ComparisonOperator"], alarm["Threshold"]) == (
+        "SampleCount", "LessThanThreshold", 1.0)
+    assert (alarm["Period"], alarm["EvaluationPeriods"], alarm["DatapointsToAlarm"]) == (60, 5, 5)
+    # The instance carries what from_ec2_tags() needs to find the same metric.
+    ec2 = stack.moto.client("ec2")
+    instance = ec2.describe_instances(InstanceIds=[_value(stack.outputs, "instance_id")])["Reservations"][0]["Instances"][0]
+    tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+    assert (tags["gitea-deploy:metrics-namespace"], tags["gitea-deploy:heartbeat-metric"]) == (
+        alarm["Namespace"], alarm["MetricName"])
 
 
 ################################################################################

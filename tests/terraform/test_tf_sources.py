@@ -26,6 +26,8 @@ HOST = {
     "backup_s3_prefix": "gitea",
     "ssm_parameter_path": "/gitea-deploy/gitea",
     "database_endpoint": None,
+    "metrics_namespace": "GiteaDeploy/gitea",
+    "heartbeat_metric": "Heartbeat",
 }
 OUTPUTS = {"pyinfra_inventory": {"sensitive": False, "type": ["tuple", []], "value": [HOST]}}
 
@@ -100,11 +102,14 @@ def test_ec2_tags_become_host_data(mocked_aws):
         "gitea-deploy:backup-bucket": "bucket",
         "gitea-deploy:backup-prefix": "gitea",
         "gitea-deploy:ssm-parameter-path": "/gitea-deploy/gitea",
+        "gitea-deploy:metrics-namespace": "GiteaDeploy/gitea",
+        "gitea-deploy:heartbeat-metric": "Heartbeat",
     })
     [(name, data)] = sources.from_ec2_tags("gitea-deploy:name", "gitea", "eu-central-1")
     assert name == "gitea"
     assert data["ssh_port"] == data["admin_ssh_port"] == 2200
     assert data["ssh_user"] == "admin" and data["database_endpoint"] is None
+    assert (data["metrics_namespace"], data["heartbeat_metric"]) == ("GiteaDeploy/gitea", "Heartbeat")
     assert set(data) == set(sources.HOST_KEYS)
 
 

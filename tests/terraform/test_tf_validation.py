@@ -47,6 +47,10 @@ REFUSED = {
     "smtp port out of range": {"smtp_egress_port": 70000},
     "smtp port not whole": {"smtp_egress_port": 587.5},
     "smtp port already open": {"smtp_egress_port": 443},
+    "heartbeat period shorter than the beat": {"heartbeat_period_seconds": 30},
+    "heartbeat period not whole minutes": {"heartbeat_period_seconds": 90},
+    "heartbeat never evaluated": {"heartbeat_evaluation_periods": 0},
+    "heartbeat evaluated over more than a day": {"heartbeat_period_seconds": 3600, "heartbeat_evaluation_periods": 25},
 }
 
 ACCEPTED = {
@@ -61,6 +65,8 @@ ACCEPTED = {
     "ses starttls": {"smtp_egress_port": 587},
     "ses tls": {"smtp_egress_port": 465},
     "smtp port 2525": {"smtp_egress_port": 2525},
+    "heartbeat every 5 minutes for an hour": {"heartbeat_period_seconds": 300, "heartbeat_evaluation_periods": 12},
+    "heartbeat evaluated over exactly a day": {"heartbeat_period_seconds": 3600, "heartbeat_evaluation_periods": 24},
 }
 
 

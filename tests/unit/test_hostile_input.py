@@ -107,6 +107,10 @@ HOSTILE = [
     ("database_endpoint", "db.example.com:5432\n"),
     ("database_endpoint", "db.example.com"),
     ("database_endpoint", "db.example.com:5432;id"),
+    ("metrics_namespace", "GiteaDeploy/gitea\n"),
+    ("metrics_namespace", "GiteaDeploy/gitea\"}"),
+    ("heartbeat_metric", "Heartbeat\n"),
+    ("heartbeat_metric", "Heartbeat\"}"),
 ]
 
 
@@ -126,7 +130,8 @@ def test_hostile_value_is_refused_naming_the_key(key, value):
 SAMPLES = {"s3_endpoint": "http://127.0.0.1:5050", "backup_aws_access_key_id": "lab-key",
            "backup_aws_secret_access_key": "lab-secret", "ssm_parameter_path": "/gitea/prod",
            "backup_local_repository": "/srv/gitea/backup/restic", "database_endpoint": "db.example.com:5432",
-           "mailer_host": "smtp.example.com", "mailer_from": "Git <gitea@example.com>", "mailer_user": "AKIAEXAMPLE"}
+           "mailer_host": "smtp.example.com", "mailer_from": "Git <gitea@example.com>", "mailer_user": "AKIAEXAMPLE",
+           "metrics_namespace": "GiteaDeploy/gitea"}
 
 
 def test_no_check_lets_a_newline_through():
