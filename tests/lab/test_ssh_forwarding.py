@@ -17,7 +17,7 @@ pytestmark = pytest.mark.lab
 SETTINGS = defaults()
 ALLOWED = ("prometheus_port", "alertmanager_port", "grafana_port")
 # Listening on the host's loopback, so a refusal can only be sshd's (not "connection refused").
-REFUSED = ("gitea_http_port", "node_exporter_port")
+REFUSED = ("gitea_http_port", "node_exporter_port", "postgres_exporter_port")
 
 
 @pytest.fixture(scope="module")
