@@ -97,7 +97,8 @@ def digest(data) -> str:
 
 def environment(data) -> dict[str, str]:
     """GF_* settings. The admin password only as a file; no anonymous access, no sign-up, and no
-    call home (update checks, usage reports, plugin installs at start: a host need not reach grafana.com)."""
+    call home (update checks, usage reports, the news feed, plugin installs at start: a host need not
+    reach grafana.com)."""
     return {
         "GF_SERVER_HTTP_ADDR": "127.0.0.1",
         "GF_SERVER_HTTP_PORT": str(data.get("grafana_port")),
@@ -110,6 +111,7 @@ def environment(data) -> dict[str, str]:
         "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
         "GF_ANALYTICS_CHECK_FOR_PLUGIN_UPDATES": "false",
         "GF_PLUGINS_PREINSTALL_DISABLED": "true",
+        "GF_NEWS_NEWS_FEED_ENABLED": "false",
     }
 
 
