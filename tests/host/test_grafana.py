@@ -1,6 +1,6 @@
 """tasks/grafana.py: with grafana_enabled, Grafana runs healthy on 127.0.0.1:grafana_port only, refuses
 anonymous visitors, takes the admin password from its file and serves the provisioned datasource and
-dashboards; without it, nothing of Grafana runs."""
+dashboards; without it, no Grafana container runs."""
 
 import json
 import shlex
@@ -15,9 +15,9 @@ def enabled(target):
     if not target.data.get("grafana_enabled"):
         running = target.sudo("docker ps --format '{{.Names}}'").stdout.split()
         assert not [name for name in running if name.endswith("-grafana-1")], running
-        assert target.sudo(f"test -e {target.data['data_root']}/secrets/{grafana.SECRET}").rc != 0
+        # Its data and password file may stay from when it was on (docs/runbooks/monitoring.md).
         pytest.skip(f"{target.name}: grafana_enabled is off (the lab: LAB_IMAGES is not upstream); "
-                    "checked that no Grafana container and no password file exist")
+                    "checked that no Grafana container runs")
     return target
 
 
