@@ -3,6 +3,7 @@ the first administrator."""
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 from io import StringIO
 
@@ -33,6 +34,13 @@ def database(data) -> dict:
         "ca_file": f"{data.get('data_root')}/database-ca.pem" if endpoint else None,
         "ca_in_container": "/etc/ssl/gitea-deploy/database-ca.pem",
     }
+
+
+def db_address(data) -> str:
+    """The db service's fixed address on the Compose network: the subnet's last host address (Docker
+    gives the others from the bottom; validation keeps the subnet /28 or larger). The host routes to
+    the bridge, so the PostgreSQL exporter reaches the unpublished database here (tasks/monitoring.py)."""
+    return str(ipaddress.ip_network(data.get("compose_subnet"))[-2])
 
 
 # `docker compose up --wait`'s bound: pulling is not in it, the wait for healthy containers is.
@@ -128,6 +136,7 @@ def contexts(data) -> dict[str, dict]:
         "gitea_secret_names": gitea_secret_names(data),
         "grafana": grafana.context(data),
         "database": database(data),
+        "db_address": db_address(data),
         "gitea_environment": environment(data),
     }}
 
