@@ -5,8 +5,13 @@ An app.ini option through gitea_config (with `$`, `#` and `:` that must arrive e
 secret the deploy generates once and Gitea reads through __FILE (docs/runbooks/configure.md).
 """
 
+from lab.environment import grafana_runs  # a function: neither pyinfra nor precedence.py takes it as data
+
 gitea_config = {
     "ui.meta": {"AUTHOR": "gitea-deploy lab: $5 #1"},
     "camo": {"HMAC_KEY__FILE": "camo_hmac"},
 }
 gitea_secrets = {"camo_hmac": "generate"}
+
+# Grafana wherever the lab can run its image (LAB_IMAGES=upstream; lab/environment.py says why not else).
+grafana_enabled = grafana_runs()

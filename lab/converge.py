@@ -79,13 +79,14 @@ def host_checks(name: str, *pytest_args: str, inventory: str = INVENTORY, limit:
 
 
 def converge(name: str) -> int:
-    from lab import api
+    from lab import api, environment
 
     print(f"--> deploying {name} (pyinfra {INVENTORY} deploy.py --limit {name})", flush=True)
     first = deploy(name)
     totals = first.get("totals", {})
     print(f"    {totals.get('success', '?')} changed, {totals.get('no_change', '?')} unchanged, "
           f"{totals.get('error', '?')} failed in {first['seconds']:.0f} s")
+    print(f"    {environment.grafana_note(api.state(), name)}")
     if first["returncode"] != 0:
         print(first["log"][-6000:], file=sys.stderr)
         return 1

@@ -45,3 +45,28 @@ def overrides(state: dict, name: str) -> dict:
         **MAILER,
         **OPERATOR,
     }
+
+
+def grafana_runs(state: dict | None = None) -> bool:
+    """Grafana runs in the lab only with LAB_IMAGES=upstream: its image comes from Docker Hub, which
+    offline machines cannot reach, and the lab has no stand-in for it. The dashboards' provisioning
+    is still checked (tests/unit/test_grafana.py) and their queries run against the lab's Prometheus
+    (tests/lab/test_dashboards.py)."""
+    if state is None:
+        from lab import api
+
+        state = api.state()
+    return state.get("images_mode") == "upstream"
+
+
+def grafana_note(state: dict, name: str) -> str:
+    """What `lab converge` says about Grafana on host `name`."""
+    from tasks.settings import defaults
+
+    data = defaults()
+    if not grafana_runs(state):
+        return (f"Grafana: skipped (grafana_enabled off): its image {data['grafana_image']} cannot be pulled "
+                f"offline; it starts only with LAB_IMAGES=upstream. Its provisioning is still checked "
+                f"(tests/unit/test_grafana.py).")
+    return (f"Grafana: on 127.0.0.1:{data['grafana_port']} inside {name}; user admin, password: "
+            f"python -m lab ssh {name} sudo cat {data['data_root']}/secrets/grafana_admin_password")

@@ -1,4 +1,5 @@
-"""The Compose stack: PostgreSQL and Gitea, started healthy, plus the first administrator."""
+"""The Compose stack: PostgreSQL and Gitea (and Grafana, grafana_enabled), started healthy, plus
+the first administrator."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.docker import DockerImage
 from pyinfra.operations import server
 
-from tasks import snapshot
+from tasks import grafana, snapshot
 from tasks.common import LoginAccounts, owned_directory, template
-from tasks.secrets import layout, secrets_dir
+from tasks.secrets import gitea_secret_names, layout, secrets_dir
 from tasks.settings import effective, gitea_config
 
 
@@ -132,6 +133,8 @@ def contexts(data) -> dict[str, dict]:
     return {"gitea/compose.yaml.j2": {
         "secrets_dir": secrets_dir(data),
         "secret_names": sorted(layout(data)),
+        "gitea_secret_names": gitea_secret_names(data),
+        "grafana": grafana.context(data),
         "database": database(data),
         "db_address": db_address(data),
         "gitea_environment": environment(data),
@@ -280,6 +283,8 @@ def gitea():
                      _if=lambda: not host.get_fact(DockerImage, object_id=image))
     else:
         owned_directory(f"{root}/postgres", pg_uid, pg_uid, "700")
+
+    grafana.grafana_files()  # before the compose file, which carries their digest
 
     snapshot.template(
         name="Compose file",

@@ -13,6 +13,7 @@ from pyinfra.operations import server
 
 from tasks import snapshot
 from tasks.common import chown
+from tasks.grafana import SECRET as GRAFANA_SECRET
 
 # name -> (owner, group, mode). Ownership is by container uid: PostgreSQL reads db_password as
 # its owner, Gitea (gitea_uid, its gid the same) through the group bit.
@@ -32,7 +33,7 @@ GITEA_ONLY = ("gitea_uid", "gitea_uid", "400")
 def layout(data) -> dict[str, tuple[str, str, str]]:
     """The secrets of this host: LAYOUT; with an external database (database_endpoint) no PostgreSQL
     container reads db_password, so Gitea owns it; with mailer_user the SMTP password; and the files
-    the operator's gitea_config reads (gitea_secrets). All are mounted into the Gitea container."""
+    the operator's gitea_config reads (gitea_secrets); with grafana_enabled Grafana's admin password."""
     found = dict(LAYOUT)
     if data.get("database_endpoint"):
         found["db_password"] = GITEA_ONLY
@@ -40,7 +41,14 @@ def layout(data) -> dict[str, tuple[str, str, str]]:
         found["mailer_password"] = GITEA_ONLY
     for name in sorted(data.get("gitea_secrets") or {}):
         found[name] = GITEA_ONLY
+    if data.get("grafana_enabled"):  # Grafana's own, mounted in its container only (gitea_secret_names)
+        found[GRAFANA_SECRET] = ("grafana_uid", "grafana_uid", "400")
     return found
+
+
+def gitea_secret_names(data) -> list[str]:
+    """The secrets mounted into the Gitea container: all but Grafana's."""
+    return sorted(name for name in layout(data) if name != GRAFANA_SECRET)
 
 
 def operator_supplied(data) -> dict[str, str]:

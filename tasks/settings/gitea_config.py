@@ -56,11 +56,12 @@ KEY = re.compile(r"[A-Z0-9]+(?:_[A-Z0-9]+)*")
 MAX_VALUE = 4096
 
 # Files the deploy itself keeps in the secrets directory (tasks/secrets.py LAYOUT, the first
-# administrator's password and its capture, the backups' restic password, the mailer's password):
-# an operator secret of the same name would overwrite or be overwritten by one of them.
+# administrator's password and its capture, the backups' restic password, the mailer's password,
+# Grafana's admin password): an operator secret of the same name would overwrite or be overwritten
+# by one of them.
 DEPLOY_SECRETS = frozenset({
     "db_password", "secret_key", "internal_token", "jwt_secret", "lfs_jwt_secret", "metrics_token",
-    "admin_password", "restic_password", "mailer_password",
+    "admin_password", "restic_password", "mailer_password", "grafana_admin_password",
 })
 
 _DB = "database_endpoint, database_ca_bundle (an external PostgreSQL); the stack's own database is fixed"

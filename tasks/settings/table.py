@@ -251,6 +251,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("heartbeat_metric", "heartbeat", str, "Heartbeat",
             "Name of the heartbeat metric (Terraform output: the alarm watches this name, with the dimension "
             "Domain = gitea_domain).", cloudwatch_metric),
+    # grafana: the dashboards, in the Compose project (tasks/grafana.py, docs/runbooks/monitoring.md)
+    Setting("grafana_enabled", "grafana", bool, False,
+            "Run Grafana (the official image) with the provisioned Prometheus datasource and this project's "
+            "dashboards, on 127.0.0.1:grafana_port only; operators reach it through SSH forwarding."),
+    Setting("grafana_image", "grafana", str, "docker.io/grafana/grafana:13.2.3",
+            "Grafana image (grafana/grafana: grafana-oss gets no updates since 12.4). Pinned: 13.2.3, the newest "
+            "patch of the 13.2 line confirmed released.", pinned_image),
+    Setting("grafana_uid", "grafana", int, 472,
+            "uid the Grafana image runs as (image contract): it owns Grafana's data directory and its "
+            "admin password file.", not_root),
     # restore: run-time choices of `pyinfra INVENTORY restore.py` (--data restore_snapshot=...)
     Setting("restore_snapshot", "restore", (str, int), "latest", "The snapshot restore.py restores.",
             snapshot_id),

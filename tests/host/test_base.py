@@ -10,7 +10,15 @@ def test_sshd_effective_settings(target):
     assert effective["passwordauthentication"] == "no"
     assert effective["kbdinteractiveauthentication"] == "no"
     assert effective["x11forwarding"] == "no"
-    assert effective["allowtcpforwarding"] == "no"
+    assert effective["allowagentforwarding"] == "no"
+    assert effective["permittunnel"] == "no"
+    # Forwarding: local only, to exactly the monitoring UIs on loopback (docs/runbooks/monitoring.md);
+    # tests/lab/test_ssh_forwarding.py proves sshd refuses any other destination.
+    assert effective["allowtcpforwarding"] == "local"
+    assert effective["allowstreamlocalforwarding"] == "no"
+    assert effective["permitlisten"] == "none"
+    assert effective["permitopen"].split() == [
+        f"127.0.0.1:{target.data[key]}" for key in ("prometheus_port", "alertmanager_port", "grafana_port")]
 
 
 def test_sshd_running_and_enabled(target):

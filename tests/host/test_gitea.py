@@ -11,13 +11,16 @@ def test_both_services_running_and_healthy(target):
     expected = {"gitea": ("running", "healthy")}
     if not target.data.get("database_endpoint"):  # else PostgreSQL is external (RDS): no db container
         expected["db"] = ("running", "healthy")
+    if target.data.get("grafana_enabled"):
+        expected["grafana"] = ("running", "healthy")
     assert state == expected
 
 
 def test_images_are_the_pinned_ones(target):
     images = set(target.compose("config --images").stdout.split())
     external = target.data.get("database_endpoint")
-    assert images == {target.data["gitea_image"], *([] if external else [target.data["postgres_image"]])}
+    grafana = [target.data["grafana_image"]] if target.data.get("grafana_enabled") else []
+    assert images == {target.data["gitea_image"], *([] if external else [target.data["postgres_image"]]), *grafana}
 
 
 def test_an_external_database_is_used_over_verified_tls(target):

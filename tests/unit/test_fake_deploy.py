@@ -18,16 +18,17 @@ FAKE_INVENTORY = """
 import sys
 sys.path.insert(0, {repo!r})
 from tests.unit.render import sample_data
-hosts = [("@fake/fresh", {{**sample_data(), "fake_delay": 0, "fake_delay_jitter": 0}})]
+hosts = [("@fake/fresh", {{**sample_data(**{values!r}), "fake_delay": 0, "fake_delay_jitter": 0}})]
 """
 STAGES = ["Packages", "Base system", "Docker engine", "Secrets", "Gitea stack", "Nginx and TLS", "Node exporter",
           "Monitoring", "Heartbeat", "Backups"]
 
 
-@pytest.fixture(scope="module")
-def fake_run(tmp_path_factory):
-    inventory = tmp_path_factory.mktemp("fake") / "fake_inventory.py"
-    inventory.write_text(FAKE_INVENTORY.format(repo=str(REPO)))
+def fake_deploy(folder, **values) -> tuple[dict, str]:
+    """The deploy against one @fake host with the sample data and `values` (settings) over it:
+    (pyinfra's JSON results, its --debug log)."""
+    inventory = folder / "fake_inventory.py"
+    inventory.write_text(FAKE_INVENTORY.format(repo=str(REPO), values=values))
     run = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "--json", "--debug", str(inventory), "deploy.py"],
                          cwd=REPO, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYINFRA_FAKE_DELAY": "0", "PYINFRA_FAKE_DELAY_JITTER": "0"})
@@ -35,6 +36,11 @@ def fake_run(tmp_path_factory):
     results = json.loads(run.stdout)["results"]
     assert results["totals"]["error"] == 0
     return results, run.stderr
+
+
+@pytest.fixture(scope="module")
+def fake_run(tmp_path_factory):
+    return fake_deploy(tmp_path_factory.mktemp("fake"))
 
 
 def op_names(fake_run) -> list[str]:
