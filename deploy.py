@@ -8,6 +8,7 @@ nginx proxies to it.
 from pyinfra import host
 
 from tasks import settings
+from tasks.alerting import alerting
 from tasks.backup import backup
 from tasks.base import base
 from tasks.common import tcp_nodelay
@@ -30,4 +31,5 @@ secrets()
 gitea()
 nginx()
 node_exporter()
+alerting()
 backup()

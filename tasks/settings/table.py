@@ -14,12 +14,14 @@ from typing import Any
 
 from tasks.settings.checks import (
     absolute_path,
+    alert_url,
     aws_region,
     bounded,
     cidr,
     cron_schedule,
     display_text,
     domain_name,
+    each,
     email,
     endpoint_url,
     host_port,
@@ -41,6 +43,7 @@ from tasks.settings.checks import (
     size,
     smtp_user,
     snapshot_id,
+    sns_topic_arn,
     ssm_path,
     time_zone,
     username,
@@ -222,6 +225,30 @@ SETTINGS: tuple[Setting, ...] = (
             "Port of nginx's stub_status server, bound to 127.0.0.1 only (the nginx exporter reads it).", port),
     Setting("grafana_port", "monitoring", int, 3001, "Port of Grafana (when grafana_enabled), bound to 127.0.0.1 only.",
             port),
+    # alerting: Alertmanager and its receivers (tasks/alerting.py, docs/concepts/alerting.md). No
+    # receiver set: alerts are kept (amtool, the API) but reach no one; the dead-man's switch is the
+    # only receiver of Watchdog.
+    Setting("alert_email_to", "alerting", list, [],
+            "Addresses every alert is mailed to, through the mailer_* settings (needs mailer_host; "
+            "the sender is mailer_from).", each(email)),
+    Setting("alert_webhook_urls", "alerting", list, [],
+            "URLs every alert is posted to (Alertmanager's webhook JSON, resolved too). https, or http "
+            "to 127.0.0.1 only; a token in the URL is kept in a file only root and Alertmanager read.",
+            each(alert_url)),
+    Setting("alert_sns_topic_arn", "alerting", (str, type(None)), None,
+            "SNS topic critical alerts are published to (Terraform output alerts_topic_arn), signed "
+            "with SigV4 in aws_region by the instance role. None: no SNS.", sns_topic_arn),
+    Setting("alert_sns_api_url", "alerting", (str, type(None)), None,
+            "Emulated AWS only (the lab's moto): SNS endpoint; it is signed with backup_aws_* keys. "
+            "None: the region's real endpoint.", endpoint_url),
+    Setting("deadmans_switch_url", "alerting", (str, type(None)), None,
+            "The external dead-man's switch (e.g. a healthchecks.io ping URL) the always-firing Watchdog "
+            "is posted to every few minutes; silence there means the host or its alerting is dead. "
+            "https (http to 127.0.0.1 only). None: Watchdog goes nowhere.", alert_url),
+    Setting("alert_runbook_base_url", "alerting", (str, type(None)), None,
+            "Where this repository's files can be read (e.g. https://git.example.com/ops/gitea-deploy/src/"
+            "branch/main): each rule's runbook_url, docs/runbooks/alerts.md#<alert>, is rebased on it. "
+            "None: the rules' links as written.", alert_url),
     # restore: run-time choices of `pyinfra INVENTORY restore.py` (--data restore_snapshot=...)
     Setting("restore_snapshot", "restore", (str, int), "latest", "The snapshot restore.py restores.",
             snapshot_id),

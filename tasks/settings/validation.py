@@ -147,9 +147,23 @@ def mail_is_whole(data: dict[str, Any]) -> list[str]:
     return []
 
 
+def alerting_is_whole(data: dict[str, Any]) -> list[str]:
+    found = []
+    if data["alert_email_to"] and not data["mailer_host"]:
+        found.append("alert_email_to: alerts are mailed through the mailer_* settings: set mailer_host too")
+    elif data["alert_email_to"] and data["mailer_protocol"] == "smtps" and data["mailer_port"] not in (None, 465):
+        found.append("alert_email_to: Alertmanager speaks TLS from the first byte (smtps) only on port 465: "
+                     "use mailer_port 465 or smtp+starttls")
+    if data["alert_sns_topic_arn"] and not data["aws_region"]:
+        found.append("alert_sns_topic_arn: SigV4 signs in aws_region: set it too (Terraform output)")
+    if data["alert_sns_api_url"] and not data["alert_sns_topic_arn"]:
+        found.append("alert_sns_api_url: is set but alert_sns_topic_arn is not (or remove alert_sns_api_url)")
+    return found
+
+
 CROSS_CHECKS: tuple[Callable[[dict[str, Any]], list[str]], ...] = (
     ports_are_distinct, sudo_matches_user, database_has_ca, backup_is_complete, gitea_config_is_valid,
-    mail_is_whole,
+    mail_is_whole, alerting_is_whole,
 )
 
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tasks import REPO, backup, base, certbot, docker, nginx, node_exporter
+from tasks import REPO, alerting, backup, base, certbot, docker, nginx, node_exporter
 from tests.unit.render import sample_data
 
 FAKE_INVENTORY = """
@@ -21,7 +21,7 @@ from tests.unit.render import sample_data
 hosts = [("@fake/fresh", {{**sample_data(), "fake_delay": 0, "fake_delay_jitter": 0}})]
 """
 STAGES = ["Packages", "Base system", "Docker engine", "Secrets", "Gitea stack", "Nginx and TLS", "Node exporter",
-          "Backups"]
+          "Alerting", "Backups"]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_every_package_is_installed_in_one_apt_transaction(fake_run):
     installs = [op for op in fake_run[0]["operations"] if op["name"].startswith("Packages | Install ")]
     assert len(installs) == 1, [op["name"] for op in installs]
     wanted = [*base.PACKAGES, *docker.PACKAGES, *nginx.PACKAGES, *certbot.PACKAGES, *node_exporter.PACKAGES,
-              *backup.packages(sample_data())]
+              *alerting.PACKAGES, *backup.packages(sample_data())]
     apt_gets = [line.split(": ", 1)[1] for line in fake_run[1].splitlines()
                 if "simulating command" in line and "apt-get" in line]
     assert len(apt_gets) == 2 and apt_gets[0] == "apt-get update", apt_gets  # one refresh, one install
