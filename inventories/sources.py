@@ -3,7 +3,7 @@
 Both functions return pyinfra host tuples, ``[(hostname, data), ...]``, whose data carries the keys
 the deploy reads (docs/dev/contracts.md): ``ssh_hostname``, ``ssh_port``, ``ssh_user``,
 ``admin_ssh_port``, ``gitea_domain``, ``aws_region``, ``backup_s3_bucket``, ``backup_s3_prefix``,
-``ssm_parameter_path``, ``database_endpoint``.
+``ssm_parameter_path``, ``database_endpoint``, ``alert_sns_topic_arn``.
 
 Both raise ``LookupError`` with an actionable message when they find no host, so an inventory
 built from them fails loudly instead of deploying to nobody.
@@ -39,6 +39,7 @@ HOST_KEYS = (
     "backup_s3_prefix",
     "ssm_parameter_path",
     "database_endpoint",
+    "alert_sns_topic_arn",
 )
 
 # Debian's AMIs log in as `admin` (docs/dev/contracts.md).
@@ -53,6 +54,7 @@ TAG_BACKUP_PREFIX = TAG_PREFIX + "backup-prefix"
 TAG_SSM_PATH = TAG_PREFIX + "ssm-parameter-path"
 TAG_DATABASE_INSTANCE = TAG_PREFIX + "database-instance"
 TAG_NAME = TAG_PREFIX + "name"
+TAG_ALERTS_TOPIC = TAG_PREFIX + "alerts-topic-arn"
 
 TERRAFORM_TIMEOUT_SECONDS = 120
 
@@ -63,7 +65,7 @@ ENVIRONMENT_KEYS = frozenset({
     "ssh_hostname", "ssh_port", "ssh_key", "ssh_known_hosts_file", "ssh_strict_host_key_checking",
     "acme_server", "acme_ca_bundle",
     "gitea_image", "postgres_image",
-    "s3_endpoint", "backup_aws_access_key_id", "backup_aws_secret_access_key",
+    "s3_endpoint", "backup_aws_access_key_id", "backup_aws_secret_access_key", "alert_sns_api_url",
     "mailer_host", "mailer_port", "mailer_protocol",
     # An external PostgreSQL's address and CA (Terraform gives RDS's endpoint; the lab its stand-in's).
     "database_endpoint", "database_ca_bundle",
@@ -222,6 +224,8 @@ def from_ec2_tags(
             "backup_s3_prefix": tags[TAG_BACKUP_PREFIX],
             "ssm_parameter_path": tags[TAG_SSM_PATH],
             "database_endpoint": database_endpoint,
+            # An instance tagged before alerting existed has none: no SNS receiver until re-applied.
+            "alert_sns_topic_arn": tags.get(TAG_ALERTS_TOPIC),
         }
         name = tags.get(TAG_NAME) or tags.get("Name") or instance_id
         if any(existing == name for existing, _ in result):

@@ -48,6 +48,7 @@ locals {
       "gitea-deploy:backup-bucket"      = module.backups_bucket.bucket
       "gitea-deploy:backup-prefix"      = var.backup_s3_prefix
       "gitea-deploy:ssm-parameter-path" = local.ssm_parameter_path
+      "gitea-deploy:alerts-topic-arn"   = aws_sns_topic.alerts.arn
     },
     # The RDS identifier, not its endpoint: the instance must not wait for the database to exist.
     local.rds ? { "gitea-deploy:database-instance" = local.db_identifier } : {},

@@ -111,6 +111,8 @@ output "pyinfra_inventory" {
       backup_s3_prefix   = var.backup_s3_prefix
       ssm_parameter_path = local.ssm_parameter_path
       database_endpoint  = local.rds ? aws_db_instance.gitea[0].endpoint : null
+      # Alertmanager publishes critical alerts here (tasks/alerting.py); the role may (iam.tf).
+      alert_sns_topic_arn = aws_sns_topic.alerts.arn
     }
   ]
 }

@@ -26,6 +26,7 @@ HOST = {
     "backup_s3_prefix": "gitea",
     "ssm_parameter_path": "/gitea-deploy/gitea",
     "database_endpoint": None,
+    "alert_sns_topic_arn": "arn:aws:sns:eu-central-1:000000000000:gitea-alerts",
 }
 OUTPUTS = {"pyinfra_inventory": {"sensitive": False, "type": ["tuple", []], "value": [HOST]}}
 
@@ -100,11 +101,13 @@ def test_ec2_tags_become_host_data(mocked_aws):
         "gitea-deploy:backup-bucket": "bucket",
         "gitea-deploy:backup-prefix": "gitea",
         "gitea-deploy:ssm-parameter-path": "/gitea-deploy/gitea",
+        "gitea-deploy:alerts-topic-arn": "arn:aws:sns:eu-central-1:123456789012:gitea-alerts",
     })
     [(name, data)] = sources.from_ec2_tags("gitea-deploy:name", "gitea", "eu-central-1")
     assert name == "gitea"
     assert data["ssh_port"] == data["admin_ssh_port"] == 2200
     assert data["ssh_user"] == "admin" and data["database_endpoint"] is None
+    assert data["alert_sns_topic_arn"] == "arn:aws:sns:eu-central-1:123456789012:gitea-alerts"
     assert set(data) == set(sources.HOST_KEYS)
 
 
