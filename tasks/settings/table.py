@@ -175,10 +175,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Emulated AWS only (the lab's moto): endpoint for S3 and SSM. None: the real AWS endpoints.",
             endpoint_url),
     Setting("backup_aws_access_key_id", "backup", (str, type(None)), None,
-            "Emulated AWS only: a static key ID. None in production: restic and boto3 use the instance role.",
+            "Emulated AWS only: a static key ID (restic, boto3 and Alertmanager's SNS signing). None in "
+            "production: they use the instance role.",
             not_a_real_aws_key),
     Setting("backup_aws_secret_access_key", "backup", (str, type(None)), None,
-            "Emulated AWS only: the static key's secret (written root-only on the host, never in backup.env).",
+            "Emulated AWS only: the static key's secret (written root-only on the host, never in backup.env; "
+            "for Alertmanager 0640 root:prometheus, never in alertmanager.yml).",
             key_secret),
     Setting("ssm_parameter_path", "backup", (str, type(None)), None,
             "SSM Parameter Store path (Terraform output); the restic password is kept at "
