@@ -356,7 +356,8 @@ def alerting():
                      effective=f"cat {DEFAULTS_FILE}", command=f"systemctl restart {SERVICE}")
     secrets = " ".join(shlex.quote(p) for p in wanted_secrets)
     apply_when_stale("Alertmanager reloaded for its configuration", marker="alertmanager",
-                     effective=f"cat {CONFIG}" + (f"; sha256sum {secrets}" if secrets else ""),
+                     # One command group: apply_when_stale pipes it whole into sha256sum.
+                     effective=f"{{ cat {CONFIG}; sha256sum {secrets}; }}" if secrets else f"cat {CONFIG}",
                      # A restart just before: wait (30 s at most) until it answers.
                      command=("ok=; for i in $(seq 30); do curl -fsS -o /dev/null -X POST "
                               f"http://127.0.0.1:{port}/-/reload && {{ ok=1; break; }}; sleep 1; done; [ -n \"$ok\" ]"))

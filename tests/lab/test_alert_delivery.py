@@ -107,3 +107,11 @@ def test_email_reaches_the_mail_server(host, incident):
         timeout=BOUND)
     assert len(got) == 1 and "PostgresqlDown" in got[0]["subject"], got
     assert got[0]["envelope_from"] == "gitea@git.lab.test"
+
+
+def test_redeploy_with_every_receiver_changes_nothing(host):
+    """The secrets, their group and the reload marker are all seen as done (tests/lab/
+    test_zero_change.py covers a host without receivers)."""
+    result = deploy(host, *support.receivers_data())
+    assert result["returncode"] == 0, result["log"][-4000:]
+    assert result["totals"]["success"] == 0, [op["name"] for op in result["operations"] if op["success"]]
