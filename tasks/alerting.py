@@ -28,7 +28,9 @@ from tasks.secrets import secrets_dir
 from tasks.settings import effective
 
 SERVICE = "prometheus-alertmanager"
-PACKAGES = [SERVICE]  # amtool is in the same package
+# amtool is in Alertmanager's package; promtool (its own package in Debian 13, no daemon) checks the
+# rule files before they go live.
+PACKAGES = [SERVICE, "promtool"]
 DEFAULTS_FILE = f"/etc/default/{SERVICE}"
 CONFIG = "/etc/prometheus/alertmanager.yml"
 STORAGE = "/var/lib/prometheus/alertmanager"
@@ -330,7 +332,8 @@ def install_rules(data) -> None:
                       marker="prometheus-rules", overlay=False)
     live = " ".join(shlex.quote(f.live) for f in staged)
     apply_when_stale("Reload Prometheus for its alert rules", marker="prometheus-rules",
-                     effective=f"cat {live}", command="systemctl reload prometheus")
+                     # Reloaded if it runs; a stopped Prometheus reads the files when it starts.
+                     effective=f"cat {live}", command="systemctl try-reload-or-restart prometheus")
 
 
 @deploy("Alerting")
