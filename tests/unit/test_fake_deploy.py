@@ -63,7 +63,7 @@ def test_stages_run_in_deploy_order_and_each_op_says_its_stage(fake_run):
 
 def test_every_package_is_installed_in_one_apt_transaction(fake_run):
     """One `apt-get install` with every stage's packages, no recommends, after only the configs a
-    postinst would start a service with (node_exporter's loopback drop-in)."""
+    postinst would start a service with (node_exporter's loopback drop-in, Alertmanager's arguments)."""
     installs = [op for op in fake_run[0]["operations"] if op["name"].startswith("Packages | Install ")]
     assert len(installs) == 1, [op["name"] for op in installs]
     wanted = [*base.PACKAGES, *docker.PACKAGES, *nginx.PACKAGES, *certbot.PACKAGES, *node_exporter.PACKAGES,
@@ -77,6 +77,8 @@ def test_every_package_is_installed_in_one_apt_transaction(fake_run):
     names = op_names(fake_run)
     drop_in = names.index("Packages | node_exporter on loopback, with the textfile collector")
     assert drop_in < names.index(installs[0]["name"])
+    # Alertmanager's first start (its postinst) is already loopback-only, without a cluster port.
+    assert names.index("Packages | Alertmanager on loopback, no cluster port") < names.index(installs[0]["name"])
 
 
 def test_a_dpkg_run_cut_short_is_finished_before_the_install(fake_run):
