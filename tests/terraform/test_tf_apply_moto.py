@@ -335,6 +335,7 @@ def test_inventory_from_terraform_outputs(stack):
         "backup_s3_prefix": "gitea",
         "ssm_parameter_path": f"/gitea-deploy/{NAME}",
         "database_endpoint": stack.outputs.get("database_endpoint", {}).get("value"),
+        "alert_sns_topic_arn": _value(stack.outputs, "alerts_topic_arn"),
     }
 
 
