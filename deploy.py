@@ -14,6 +14,7 @@ from tasks.base import base
 from tasks.common import tcp_nodelay
 from tasks.docker import docker
 from tasks.gitea import gitea
+from tasks.monitoring import monitoring
 from tasks.nginx import nginx
 from tasks.node_exporter import node_exporter
 from tasks.packages import packages
@@ -31,5 +32,6 @@ secrets()
 gitea()
 nginx()
 node_exporter()
+monitoring()
 alerting()
 backup()

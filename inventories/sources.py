@@ -64,6 +64,8 @@ TERRAFORM_TIMEOUT_SECONDS = 120
 ENVIRONMENT_KEYS = frozenset({
     "ssh_hostname", "ssh_port", "ssh_key", "ssh_known_hosts_file", "ssh_strict_host_key_checking",
     "acme_server", "acme_ca_bundle",
+    # The CA the HTTPS probe verifies the served certificate against (a private ACME server's root).
+    "monitoring_tls_ca_bundle",
     "gitea_image", "postgres_image",
     "s3_endpoint", "backup_aws_access_key_id", "backup_aws_secret_access_key", "alert_sns_api_url",
     "mailer_host", "mailer_port", "mailer_protocol",

@@ -23,6 +23,7 @@ Two hosts that must see the same AWS (a backup on one, restored on the other aft
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 from lab import LabError, registry
 from lab import hosts as _hosts
@@ -128,6 +129,7 @@ def up(names: list[str], *, admin_port: int = DEFAULT_ADMIN_PORT, mode: str | No
                 say(f"{name}: creating from {base}")
                 _hosts.create(name, base, labels, admin_port)
                 info = _booted(name, admin_port, aws, setup=lambda name=name: _hosts.cloud_init(name, pubkey, admin_port))
+                record_issuing_root(name)
             entries[name] = _hosts.entry(name, info, admin_port, aws)
             say(f"{name}: ready in {t}")
     new = _state.update(top=_top(mode, refs), hosts=entries)
@@ -267,6 +269,20 @@ def pebble_root(name: str) -> str:
     if cp.returncode != 0 or "BEGIN CERTIFICATE" not in cp.stdout:
         raise LabError(f"{name}: could not read pebble's root: {cp.stderr.strip()}")
     return cp.stdout
+
+
+def issuing_root_file(name: str) -> Path:
+    """Where `up` keeps the pebble root current when a host is new: the root that signs the
+    certificate its first deploy obtains. Pebble makes a new root at every reboot, but the deploy
+    keeps its certificate, so this root, not the current one, is what the served chain verifies
+    against (a reboot before the first deploy breaks that; `down` and `up` again)."""
+    return _hosts.HOSTS_DIR / name / "issuing-root.pem"
+
+
+def record_issuing_root(name: str) -> None:
+    path = issuing_root_file(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(pebble_root(name))
 
 
 def exec(name: str, cmd, *, check: bool = False, input: str | None = None, user: str | None = None,

@@ -6,7 +6,7 @@ differences from production are written once (inventories/sources.py ENVIRONMENT
 
 from __future__ import annotations
 
-from lab import REPO, mail
+from lab import LAB_DIR, REPO, mail
 
 ACME_SERVER = "https://127.0.0.1:14000/dir"  # pebble, in each host's network namespace
 # The emulated AWS (moto) answers on 127.0.0.1:5050 in every host and takes any static key;
@@ -21,6 +21,10 @@ MAILER = {"mailer_protocol": "smtp", "mailer_port": 25}
 OPERATOR = {"gitea_admin_email": "gitadmin@lab.test", "acme_email": "ops@lab.test"}
 
 
+def _read(path) -> str | None:
+    return path.read_text() if path.exists() else None
+
+
 def overrides(state: dict, name: str) -> dict:
     """Host `name`'s lab values (addresses excepted: the host source has them), from the lab state."""
     h = state["hosts"][name]
@@ -30,6 +34,9 @@ def overrides(state: dict, name: str) -> dict:
         "ssh_strict_host_key_checking": "accept-new",
         "acme_server": ACME_SERVER,
         "acme_ca_bundle": (REPO / state["acme_ca_bundle"]).read_text(),
+        # The root that signed the host's certificate, recorded by `up` (lab/api.py); a host made
+        # before `up` recorded it probes against the system's CAs, and the probe says it fails.
+        "monitoring_tls_ca_bundle": _read(LAB_DIR / "hosts" / name / "issuing-root.pem"),
         "gitea_image": state["images"]["gitea"],
         "postgres_image": state["images"]["postgres"],
         "s3_endpoint": S3_ENDPOINT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 from io import StringIO
 
@@ -32,6 +33,13 @@ def database(data) -> dict:
         "ca_file": f"{data.get('data_root')}/database-ca.pem" if endpoint else None,
         "ca_in_container": "/etc/ssl/gitea-deploy/database-ca.pem",
     }
+
+
+def db_address(data) -> str:
+    """The db service's fixed address on the Compose network: the subnet's last host address (Docker
+    gives the others from the bottom; validation keeps the subnet /28 or larger). The host routes to
+    the bridge, so the PostgreSQL exporter reaches the unpublished database here (tasks/monitoring.py)."""
+    return str(ipaddress.ip_network(data.get("compose_subnet"))[-2])
 
 
 # `docker compose up --wait`'s bound: pulling is not in it, the wait for healthy containers is.
@@ -125,6 +133,7 @@ def contexts(data) -> dict[str, dict]:
         "secrets_dir": secrets_dir(data),
         "secret_names": sorted(layout(data)),
         "database": database(data),
+        "db_address": db_address(data),
         "gitea_environment": environment(data),
     }}
 

@@ -27,6 +27,7 @@ def contexts(data) -> dict[str, dict]:
         "nginx/gitea-tls.conf.j2": {},
         "nginx/gitea-http.conf.j2": {"webroot": WEBROOT},
         "nginx/gitea-https.conf.j2": {"cert_dir": live_dir(data), "tls_snippet": TLS_SNIPPET},
+        "nginx/gitea-status.conf.j2": {},
     }
 
 
@@ -53,7 +54,9 @@ def nginx():
     snippet = staged_template("nginx TLS settings (Mozilla intermediate)", src=template("nginx/gitea-tls.conf.j2"),
                               dest=TLS_SNIPPET)
     http = vhost("gitea-http.conf")
-    install_and_reload("port 80", [http])
+    # The loopback-only stub_status server the nginx exporter reads (tasks/monitoring.py).
+    status = vhost("gitea-status.conf")
+    install_and_reload("port 80", [http, status])
 
     certificate()
 

@@ -8,7 +8,7 @@ from tasks import snapshot
 from tasks.common import apply_when_stale, template
 
 SERVICE = "prometheus-node-exporter"
-# No recommends (tasks/packages.py): its collectors package is a set of timers nothing reads yet.
+# No recommends (tasks/packages.py): the collectors package and dbus are the monitoring stage's.
 PACKAGES = [SERVICE]
 DROP_IN = f"/etc/systemd/system/{SERVICE}.service.d/gitea-deploy.conf"
 

@@ -14,13 +14,13 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import apt, server
 
-from tasks import REPO, alerting, backup, base, certbot, docker, nginx, node_exporter, snapshot
+from tasks import REPO, alerting, backup, base, certbot, docker, monitoring, nginx, node_exporter, snapshot
 
 
 def wanted(data) -> list[str]:
     """Every stage's packages, in deploy order, each once."""
     found = [*base.PACKAGES, *docker.PACKAGES, *nginx.PACKAGES, *certbot.PACKAGES, *node_exporter.PACKAGES,
-             *alerting.PACKAGES, *backup.packages(data)]
+             *monitoring.packages(data), *alerting.PACKAGES, *backup.packages(data)]
     return list(dict.fromkeys(found))
 
 
@@ -30,6 +30,7 @@ def packages():
                  dest="/etc/apt/apt.conf.d/50gitea-deploy", mode="644")
     # A package's postinst starts its service: what that service must start with is on disk first.
     node_exporter.before_install()
+    monitoring.before_install()
     alerting.before_install()
 
     names = wanted(host.data)

@@ -325,6 +325,43 @@ def smtp_user(value: str) -> str | None:
     return "must be 1-256 of letters, digits and @ . _ + = : % / -"
 
 
+# monitoring checks (Prometheus's own formats: they reach its command line and config)
+
+_DURATION = re.compile(r"([0-9]{1,6})(ms|s|m|h|d|w|y)")
+_DURATION_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def duration_seconds(value: str) -> float:
+    """Seconds of a one-unit Prometheus duration ("30s", "15d"); ValueError for anything else."""
+    match = _DURATION.fullmatch(value)
+    if not match:
+        raise ValueError(value)
+    return int(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+
+
+def prometheus_duration(low: float, high: float) -> Callable[[str], str | None]:
+    """A Prometheus duration of one unit (30s, 15d), between low and high seconds."""
+
+    def check(value: str) -> str | None:
+        try:
+            seconds = duration_seconds(value)
+        except ValueError:
+            return "is not a Prometheus duration (a number and one unit of ms s m h d w y, e.g. 30s)"
+        return None if low <= seconds <= high else f"must lie between {low:g} s and {high:g} s"
+
+    return check
+
+
+def prometheus_size(value: str) -> str | None:
+    """--storage.tsdb.retention.size: a number and a unit, at least 100MB (Prometheus's TSDB keeps
+    whole blocks: below that it would delete its newest data)."""
+    match = re.fullmatch(r"([0-9]{1,6})(MB|GB|TB)", value)
+    if not match:
+        return "is not a Prometheus size (a number and MB, GB or TB, e.g. 2GB)"
+    megabytes = int(match.group(1)) * {"MB": 1, "GB": 1024, "TB": 1024 * 1024}[match.group(2)]
+    return None if megabytes >= 100 else "must be at least 100MB"
+
+
 # alerting checks (Alertmanager's receivers, tasks/alerting.py)
 
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")

@@ -39,6 +39,8 @@ from tasks.settings.checks import (
     percentage,
     pinned_image,
     port,
+    prometheus_duration,
+    prometheus_size,
     s3_bucket,
     size,
     smtp_user,
@@ -227,6 +229,18 @@ SETTINGS: tuple[Setting, ...] = (
             "Port of nginx's stub_status server, bound to 127.0.0.1 only (the nginx exporter reads it).", port),
     Setting("grafana_port", "monitoring", int, 3001, "Port of Grafana (when grafana_enabled), bound to 127.0.0.1 only.",
             port),
+    Setting("prometheus_scrape_interval", "monitoring", str, "30s",
+            "How often Prometheus scrapes every target (Gitea's /metrics, which counts rows in the database, "
+            "at most once a minute) and evaluates its rules.", prometheus_duration(5, 300)),
+    Setting("prometheus_retention_time", "monitoring", str, "30d",
+            "How long Prometheus keeps samples (--storage.tsdb.retention.time).", prometheus_duration(86400, 10 * 31536000)),
+    Setting("prometheus_retention_size", "monitoring", str, "2GB",
+            "Most disk Prometheus's TSDB may take under /var/lib/prometheus on the root volume (oldest blocks "
+            "go first); the default fits the 20 GiB root volume, about 10x what 30 days take "
+            "(docs/concepts/monitoring.md).", prometheus_size),
+    Setting("monitoring_tls_ca_bundle", "monitoring", (str, type(None)), None,
+            "PEM of the CA the HTTPS probe verifies the served certificate against (the lab: pebble's root that "
+            "issued it). None: the system's CAs, as users' browsers (Let's Encrypt).", pem_certificates),
     # alerting: Alertmanager and its receivers (tasks/alerting.py, docs/concepts/alerting.md). No
     # receiver set: alerts are kept (amtool, the API) but reach no one; the dead-man's switch is the
     # only receiver of Watchdog.

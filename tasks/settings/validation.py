@@ -10,6 +10,7 @@ stops the run with one line per bad key.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -84,7 +85,10 @@ def unknown_keys(data: dict[str, Any]) -> list[str]:
 # --- cross-checks: rules between settings, each reading the merged data (defaults included) ---
 
 def ports_are_distinct(data: dict[str, Any]) -> list[str]:
-    ports = {key: data[key] for key in ("admin_ssh_port", "git_ssh_port", "gitea_http_port", "node_exporter_port")}
+    ports = {key: data[key] for key in ("admin_ssh_port", "git_ssh_port", "gitea_http_port", "node_exporter_port",
+                                        "prometheus_port", "alertmanager_port", "postgres_exporter_port",
+                                        "nginx_exporter_port", "blackbox_exporter_port", "nginx_status_port",
+                                        "grafana_port")}
     ports.update({"http (fixed)": 80, "https (fixed)": 443})
     seen: dict[Any, str] = {}
     found = []
@@ -147,6 +151,19 @@ def mail_is_whole(data: dict[str, Any]) -> list[str]:
     return []
 
 
+def compose_subnet_has_room(data: dict[str, Any]) -> list[str]:
+    """The database's fixed address (tasks/gitea.py db_address) is the subnet's last host address;
+    Docker hands out the others from the bottom, so a /28 leaves the stack 12 of them."""
+    try:
+        network = ipaddress.ip_network(data["compose_subnet"])
+    except (TypeError, ValueError):
+        return []  # its own check says why
+    if network.version != 4 or network.prefixlen > 28:
+        return [f"compose_subnet: {data['compose_subnet']!r} must be an IPv4 network of /28 or larger "
+                "(the database takes its last host address)"]
+    return []
+
+
 def alerting_is_whole(data: dict[str, Any]) -> list[str]:
     found = []
     if data["alert_email_to"] and not data["mailer_host"]:
@@ -163,7 +180,7 @@ def alerting_is_whole(data: dict[str, Any]) -> list[str]:
 
 CROSS_CHECKS: tuple[Callable[[dict[str, Any]], list[str]], ...] = (
     ports_are_distinct, sudo_matches_user, database_has_ca, backup_is_complete, gitea_config_is_valid,
-    mail_is_whole, alerting_is_whole,
+    mail_is_whole, compose_subnet_has_room, alerting_is_whole,
 )
 
 

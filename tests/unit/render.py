@@ -11,7 +11,8 @@ from tasks import REPO, settings
 
 # The task module that renders each templates/<folder>/ (named after its concern).
 TASK_OF_FOLDER = {"ssh": "base", "gitea": "gitea", "nginx": "nginx", "certbot": "certbot", "docker": "docker",
-                  "backup": "backup", "node_exporter": "node_exporter"}
+                  "backup": "backup", "node_exporter": "node_exporter",
+                  "monitoring": "monitoring"}
 
 
 def sample_data(**overrides):

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tasks import REPO, alerting, backup, base, certbot, docker, nginx, node_exporter
+from tasks import REPO, alerting, backup, base, certbot, docker, monitoring, nginx, node_exporter
 from tests.unit.render import sample_data
 
 FAKE_INVENTORY = """
@@ -21,7 +21,7 @@ from tests.unit.render import sample_data
 hosts = [("@fake/fresh", {{**sample_data(), "fake_delay": 0, "fake_delay_jitter": 0}})]
 """
 STAGES = ["Packages", "Base system", "Docker engine", "Secrets", "Gitea stack", "Nginx and TLS", "Node exporter",
-          "Alerting", "Backups"]
+          "Monitoring", "Alerting", "Backups"]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_every_package_is_installed_in_one_apt_transaction(fake_run):
     installs = [op for op in fake_run[0]["operations"] if op["name"].startswith("Packages | Install ")]
     assert len(installs) == 1, [op["name"] for op in installs]
     wanted = [*base.PACKAGES, *docker.PACKAGES, *nginx.PACKAGES, *certbot.PACKAGES, *node_exporter.PACKAGES,
-              *alerting.PACKAGES, *backup.packages(sample_data())]
+              *monitoring.packages(sample_data()), *alerting.PACKAGES, *backup.packages(sample_data())]
     apt_gets = [line.split(": ", 1)[1] for line in fake_run[1].splitlines()
                 if "simulating command" in line and "apt-get" in line]
     assert len(apt_gets) == 2 and apt_gets[0] == "apt-get update", apt_gets  # one refresh, one install
@@ -77,6 +77,10 @@ def test_every_package_is_installed_in_one_apt_transaction(fake_run):
     names = op_names(fake_run)
     drop_in = names.index("Packages | node_exporter on loopback, with the textfile collector")
     assert drop_in < names.index(installs[0]["name"])
+    # Every monitoring daemon's loopback drop-in too, and the blackbox exporter's /etc/hosts.
+    for service in (*monitoring.exporters(sample_data()), monitoring.PROMETHEUS, monitoring.APT_COLLECTOR):
+        assert names.index(f"Packages | {service} unit drop-in (loopback only)") < names.index(installs[0]["name"])
+    assert names.index("Packages | The blackbox exporter's own /etc/hosts") < names.index(installs[0]["name"])
     # Alertmanager's first start (its postinst) is already loopback-only, without a cluster port.
     assert names.index("Packages | Alertmanager on loopback, no cluster port") < names.index(installs[0]["name"])
 
