@@ -325,7 +325,7 @@ def install_rules(data) -> None:
     rules = rule_files(data)
     if not rules:
         return
-    snapshot.directory(name="Prometheus rules directory", path=RULES_DIR, mode="755")
+    # RULES_DIR itself is the monitoring stage's (Prometheus's rule_files), which runs before this one.
     staged = [staged_put(f"Alert rules {name}", content, f"{RULES_DIR}/{name}") for name, content in rules.items()]
     install_validated("Install the alert rules (validated by promtool check rules)", staged,
                       check="promtool check rules " + " ".join(shlex.quote(f.staged) for f in staged),
