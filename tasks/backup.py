@@ -19,6 +19,7 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import FactBase, deploy
+from pyinfra.api.util import get_file_sha1
 from pyinfra.operations import server, systemd
 
 from tasks import snapshot
@@ -40,6 +41,10 @@ PAUSE_MARKER = f"{STATE_DIR}/paused"  # persistent: it must survive the reboot i
 CACHE_DIR = "/var/cache/gitea-backup"
 LOCK_FILE = "/run/lock/gitea-backup.lock"  # tmpfs: no run survives a reboot, neither should its lock
 METRICS_NAME = "gitea_backup.prom"
+# The deploy's own textfile (the job's is rewritten by every run): what BackupTooOld measures
+# against, so files/alerting/rules/gitea-deploy.yml stays the same for every schedule.
+SCHEDULE_METRICS_NAME = "gitea_deploy_backup_schedule.prom"
+INTERVAL_METRIC = "gitea_deploy_backup_interval_seconds"
 # The database role and name templates/gitea/compose.yaml.j2 gives PostgreSQL.
 DB_USER = DB_NAME = "gitea"
 
@@ -78,6 +83,20 @@ def backup_dir(data) -> str:
 
 def metrics_file(data) -> str:
     return f"{data.get('node_exporter_textfile_dir').rstrip('/')}/{METRICS_NAME}"
+
+
+def schedule_metrics_file(data) -> str:
+    return f"{data.get('node_exporter_textfile_dir').rstrip('/')}/{SCHEDULE_METRICS_NAME}"
+
+
+def render_schedule_metrics(schedule: str) -> str:
+    """Prometheus text of gitea_deploy_backup_interval_seconds: schedule_interval(schedule). The
+    schedule is named in HELP, escaped as the text format wants (backslash, newline)."""
+    quoted = schedule.replace("\\", "\\\\").replace("\n", "\\n")
+    return (f"# HELP {INTERVAL_METRIC} The longest gap between two runs of backup_schedule '{quoted}', in "
+            f"seconds; BackupTooOld fires past twice it.\n"
+            f"# TYPE {INTERVAL_METRIC} gauge\n"
+            f"{INTERVAL_METRIC} {schedule_interval(schedule)}\n")
 
 
 def password_file(data) -> str:
@@ -233,6 +252,26 @@ class BackupPasswordInSsm(FactBase):
 
 
 
+def schedule_metrics(data) -> None:
+    """The schedule's interval for the textfile collector, replaced atomically: written beside it
+    under a name the collector ignores (not *.prom), then renamed, so a scrape never reads half a
+    file (files.put copies over the old file in place). Skipped while the file already matches."""
+    text = render_schedule_metrics(data.get("backup_schedule"))
+    live = schedule_metrics_file(data)
+    server.shell(
+        name="Backup schedule's interval for alerting (textfile metric)",
+        commands=[replace_file_command(text, live)],
+        _if=snapshot.expect(live, snapshot.Want("file", 0o644, 0, 0, get_file_sha1(StringIO(text)))),
+    )
+
+
+def replace_file_command(text: str, live: str) -> str:
+    """sh: `text` into `live` (mode 644) through a rename from a dot-name beside it."""
+    directory, _, name = live.rpartition("/")
+    tmp, q = f"{directory}/.{name}.tmp", shlex.quote
+    return f"printf %s {q(text)} > {q(tmp)} && chmod 644 {q(tmp)} && mv -f {q(tmp)} {q(live)}"
+
+
 @deploy("Backups")
 def backup():
     data = host.data
@@ -287,6 +326,7 @@ def backup():
     )
     snapshot.template(name="Backup schedule (cron)", src=template("backup/gitea-backup.j2"),
                       dest="/etc/cron.d/gitea-backup", mode="644")
+    schedule_metrics(data)
     if ssm:
         in_ssm = snapshot.system(BackupPasswordInSsm)
         # Last, so that a failure here (a role without ssm:PutParameter, a differing value already in

@@ -4,7 +4,15 @@ succeed and are recent. Run against production too: nothing here writes to the h
 
 import re
 
-from tasks.backup import ENV_FILE, PAUSE_MARKER, RESUME_UNIT, local_repository, metrics_file, schedule_interval
+from tasks.backup import (
+    ENV_FILE,
+    PAUSE_MARKER,
+    RESUME_UNIT,
+    local_repository,
+    metrics_file,
+    schedule_interval,
+    schedule_metrics_file,
+)
 from tests.host.test_node_exporter import metrics
 
 
@@ -122,3 +130,12 @@ def test_backups_are_recent_and_succeed(target):
             found.append(f"{repository}: the last successful backup is {(now - success.get(repository, 0)) / 3600:.1f} h "
                          f"old (allowed: {limit})")
     assert not found, "; ".join(found)
+
+
+def test_the_schedules_interval_is_exported_for_alerting(target):
+    """BackupTooOld compares each repository's last success with twice this value: node_exporter
+    must serve it, computed from this host's backup_schedule, from a root-owned file."""
+    file = target.host.file(schedule_metrics_file(target.data))
+    assert file.is_file and file.user == "root" and file.mode == 0o644
+    served = re.findall(r"^gitea_deploy_backup_interval_seconds (\S+)$", metrics(target), re.M)
+    assert served and float(served[0]) == schedule_interval(target.data["backup_schedule"]), served

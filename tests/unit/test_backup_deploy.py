@@ -5,6 +5,7 @@ node_exporter unit say what the settings say."""
 from __future__ import annotations
 
 import configparser
+import subprocess
 import sys
 
 import pytest
@@ -123,9 +124,35 @@ def test_the_local_repository_follows_data_root_unless_absolute_or_none():
     ("0 */6 * * *", 6 * 3600), ("0 3 * * *", 86400), ("@daily", 86400), ("0 3 * * 0", 7 * 86400),
     ("0 9-17 * * 1-5", (7 + 24 * 2 + 9) * 3600),  # Friday 17:00 to Monday 09:00
     ("0 3 1 * *", 31 * 86400),
+    ("0 3 31 * *", 61 * 86400),  # only months with a 31st: May 31 to Jul 31
+    ("0 3 1 1 *", 365 * 86400),  # yearly, measured over a whole year
+    ("0 3 1 * 1", 7 * 86400),  # both day fields: the 1st or any Monday
 ])
 def test_schedule_interval_is_the_longest_gap_between_runs(schedule, seconds):
     assert task.schedule_interval(schedule) == seconds
+
+
+def test_the_interval_metric_is_the_schedules_longest_gap_in_prometheus_text():
+    text = task.render_schedule_metrics("0 3 * * 0")
+    lines = text.splitlines()
+    assert lines[0].startswith("# HELP gitea_deploy_backup_interval_seconds ") and "'0 3 * * 0'" in lines[0]
+    assert lines[1:] == ["# TYPE gitea_deploy_backup_interval_seconds gauge",
+                         f"gitea_deploy_backup_interval_seconds {7 * 86400}"]
+    assert text.endswith("\n") and task.render_schedule_metrics("0 3 * * 0") == text  # stable: zero changes
+
+
+def test_the_metric_file_is_replaced_by_a_rename_never_rewritten_in_place(tmp_path):
+    """What the collector can see at any moment: the old file or the new one (a dot-name .tmp
+    is not *.prom, so it never reads the temporary one)."""
+    live = tmp_path / "it's here" / task.SCHEDULE_METRICS_NAME
+    live.parent.mkdir()
+    live.write_text("old\n")
+    inode = live.stat().st_ino
+    text = task.render_schedule_metrics("15 * * * *")
+    subprocess.run(["sh", "-c", task.replace_file_command(text, str(live))], check=True, timeout=10)
+    assert live.read_text() == text and oct(live.stat().st_mode & 0o777) == "0o644"
+    assert live.stat().st_ino != inode, "rewritten in place, not renamed over"
+    assert sorted(p.name for p in live.parent.iterdir()) == [task.SCHEDULE_METRICS_NAME]
 
 
 def test_the_job_reads_what_the_deploy_writes_lab_and_no_secret_is_in_it():
