@@ -124,6 +124,8 @@ def up(names: list[str], *, admin_port: int = DEFAULT_ADMIN_PORT, mode: str | No
             if info is not None:
                 say(f"{name}: running and healthy: reused")
                 _hosts.ensure_sidecars(name, fresh=False, aws=aws)
+                if not issuing_root_file(name).exists():  # a host made before `up` recorded it
+                    record_issuing_root(name)
             else:
                 _hosts.remove_host(name)
                 say(f"{name}: creating from {base}")

@@ -327,7 +327,8 @@ def monitoring():
     for service in exporters(data):
         snapshot.service(name=f"{service} running", service=service, running=True, enabled=True)
     if not external:
-        _restart_when_stale(POSTGRES_EXPORTER, [drop_in(POSTGRES_EXPORTER)])
+        # Its password file is read at start only: a new copy (a restored secrets directory) restarts it.
+        _restart_when_stale(POSTGRES_EXPORTER, [drop_in(POSTGRES_EXPORTER), MONITOR_PASSWORD_FILE])
     _restart_when_stale(NGINX_EXPORTER, [drop_in(NGINX_EXPORTER)])
 
     # The blackbox exporter: its probes' CA, its own /etc/hosts (before_install), its modules.
