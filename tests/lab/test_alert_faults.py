@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from urllib.parse import quote
 
 import pytest
 
@@ -33,11 +34,21 @@ RESOLVE_BOUND = 480
 CAUSED = {"GiteaHealthzFailing", "HttpsProbeFailing", "TargetDown", "BackupFailed"}
 
 
-def prometheus_alerts(host: str) -> list[dict]:
+def prometheus(host: str, path: str) -> dict:
     port = 9090  # prometheus_port's default (tasks/settings/table.py)
-    cp = api.exec(host, f"curl -fsS http://127.0.0.1:{port}/api/v1/alerts")
+    cp = api.exec(host, ["curl", "-fsS", "-G", f"http://127.0.0.1:{port}{path}"])
     assert cp.returncode == 0, cp.stderr
-    return json.loads(cp.stdout)["data"]["alerts"]
+    return json.loads(cp.stdout)["data"]
+
+
+def prometheus_alerts(host: str) -> list[dict]:
+    return prometheus(host, "/api/v1/alerts")["alerts"]
+
+
+def healthy(host: str) -> bool:
+    """The database is up and the public HTTPS probe passes: a baseline the fault can break."""
+    expr = 'min(pg_up) == 1 and min(probe_success{job="blackbox_https"}) == 1'
+    return bool(prometheus(host, f"/api/v1/query?query={quote(expr)}")["result"])
 
 
 def firing(host: str) -> set[str]:
@@ -54,6 +65,7 @@ def host(lab_engine):
         pytest.fail(f"{NAME}: the deploy failed\n{result['log'][-4000:]}")
     # Prometheus has evaluated the rules with every target scraped at least once.
     support.wait_for("the Watchdog firing in Prometheus", lambda: "Watchdog" in firing(NAME), timeout=180)
+    support.wait_for("pg_up and the HTTPS probe passing", lambda: healthy(NAME), timeout=180, interval=5)
     yield NAME
     api.exec(NAME, f"{COMPOSE} start db")
     support.stop_receiver(NAME)
