@@ -309,14 +309,17 @@ def install_secrets(data) -> list[str]:
             commands=[f"install -m 640 -o root -g {GROUP} {shlex.quote(copy[0])} {shlex.quote(copy[1])}"],
             _if=lambda: bool(differ()),
         )
-    wanted = [*files, *([copy[1]] if copy else [])]
-    # A receiver taken out of the inventory takes its secret along.
+    return [*files, *([copy[1]] if copy else [])]
+
+
+def remove_stale_secrets(wanted: list[str]) -> None:
+    """A receiver taken out of the inventory takes its secret along: once Alertmanager runs the
+    configuration that no longer names it."""
     listing = snapshot.system(Listing, path=SECRETS_DIR)
     server.shell(name="Remove the secrets of receivers no longer configured",
                  commands=[f"find {SECRETS_DIR} -mindepth 1 -maxdepth 1 "
                            + "".join(f"! -path {shlex.quote(p)} " for p in wanted) + "-delete"],
                  _if=lambda: any(f"{SECRETS_DIR}/{name}" not in wanted for name in listing()))
-    return wanted
 
 
 def install_rules(data) -> None:
@@ -364,5 +367,6 @@ def alerting():
                      # A restart just before: wait (30 s at most) until it answers.
                      command=("ok=; for i in $(seq 30); do curl -fsS -o /dev/null -X POST "
                               f"http://127.0.0.1:{port}/-/reload && {{ ok=1; break; }}; sleep 1; done; [ -n \"$ok\" ]"))
+    remove_stale_secrets(wanted_secrets)
     install_rules(data)
 

@@ -115,3 +115,13 @@ def test_redeploy_with_every_receiver_changes_nothing(host):
     result = deploy(host, *support.receivers_data())
     assert result["returncode"] == 0, result["log"][-4000:]
     assert result["totals"]["success"] == 0, [op["name"] for op in result["operations"] if op["success"]]
+
+
+def test_a_receiver_removed_takes_its_secret_along(host):
+    """Last: without the webhook and the dead-man's switch, their URL files are gone and the
+    configuration names no file that is missing."""
+    result = deploy(host, "--data", "alert_email_to=[]")
+    assert result["returncode"] == 0, result["log"][-4000:]
+    left = api.exec(host, "ls -A /etc/prometheus/alertmanager-secrets").stdout.split()
+    assert left == ["aws-credentials"] or left == [], left  # SNS is off too: no keys needed
+    assert "url_file" not in api.exec(host, "cat /etc/prometheus/alertmanager.yml").stdout
