@@ -65,7 +65,8 @@ def host(lab_engine):
         pytest.fail(f"{NAME}: the deploy failed\n{result['log'][-4000:]}")
     # Prometheus has evaluated the rules with every target scraped at least once.
     support.wait_for("the Watchdog firing in Prometheus", lambda: "Watchdog" in firing(NAME), timeout=180)
-    support.wait_for("pg_up and the HTTPS probe passing", lambda: healthy(NAME), timeout=180, interval=5)
+    support.wait_for("pg_up and the HTTPS probe passing, and none of their alerts firing",
+                     lambda: healthy(NAME) and not firing(NAME) & ({"PostgresqlDown"} | CAUSED), timeout=300, interval=5)
     yield NAME
     api.exec(NAME, f"{COMPOSE} start db")
     support.stop_receiver(NAME)
