@@ -255,8 +255,9 @@ SETTINGS: tuple[Setting, ...] = (
             "SNS topic critical alerts are published to (Terraform output alerts_topic_arn), signed "
             "with SigV4 in aws_region by the instance role. None: no SNS.", sns_topic_arn),
     Setting("alert_sns_api_url", "alerting", (str, type(None)), None,
-            "Emulated AWS only (the lab's moto): SNS endpoint; it is signed with backup_aws_* keys. "
-            "None: the region's real endpoint.", endpoint_url),
+            "Emulated AWS only (the lab's moto, an environment key like s3_endpoint): the SNS endpoint "
+            "alert_sns_topic_arn is published at, signed with the backup_aws_* keys. None: the region's "
+            "real endpoint.", endpoint_url),
     Setting("deadmans_switch_url", "alerting", (str, type(None)), None,
             "The external dead-man's switch (e.g. a healthchecks.io ping URL) the always-firing Watchdog "
             "is posted to every few minutes; silence there means the host or its alerting is dead. "

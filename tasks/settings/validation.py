@@ -173,8 +173,6 @@ def alerting_is_whole(data: dict[str, Any]) -> list[str]:
                      "use mailer_port 465 or smtp+starttls")
     if data["alert_sns_topic_arn"] and not data["aws_region"]:
         found.append("alert_sns_topic_arn: SigV4 signs in aws_region: set it too (Terraform output)")
-    if data["alert_sns_api_url"] and not data["alert_sns_topic_arn"]:
-        found.append("alert_sns_api_url: is set but alert_sns_topic_arn is not (or remove alert_sns_api_url)")
     return found
 
 

@@ -128,8 +128,7 @@ def receivers_data() -> list[str]:
     values = {
         "alert_webhook_urls": [f"http://127.0.0.1:{HOOK_PORT}/hook"],
         "deadmans_switch_url": f"http://127.0.0.1:{HOOK_PORT}/deadman",
-        "alert_sns_topic_arn": TOPIC_ARN,
-        "alert_sns_api_url": MOTO,
+        "alert_sns_topic_arn": TOPIC_ARN,  # at moto: the lab's alert_sns_api_url (lab/environment.py)
         "alert_email_to": [ALERT_MAIL],
     }
     return [arg for key, value in values.items()

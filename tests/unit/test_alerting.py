@@ -164,7 +164,6 @@ def test_runbook_links_are_rebased_only_when_a_base_is_set(tmp_path):
     ({**MAIL, "mailer_port": 2465}, "only on port 465"),
     ({"alert_sns_topic_arn": "arn:aws:s3:::bucket", "aws_region": "us-east-1"}, "not an SNS topic ARN"),
     ({"alert_sns_topic_arn": SNS["alert_sns_topic_arn"]}, "set it too"),
-    ({"alert_sns_api_url": "http://127.0.0.1:5050"}, "alert_sns_topic_arn is not"),
 ])
 def test_bad_alerting_settings_are_named(values, message):
     found = "\n".join(problems(sample_data(**values)))
