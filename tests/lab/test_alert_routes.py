@@ -77,3 +77,22 @@ def test_the_tree_reads_as_documented(amtool):
     assert lines == ["Routing tree:", ".", "└── default-route  receiver: operators",
                      '├── {alertname="Watchdog"}  receiver: deadmans-switch',
                      '└── {severity="critical"}  receiver: operators-critical'], cp.stdout
+
+
+def test_rules_with_rebased_runbook_links_still_pass_promtool(lab_engine, tmp_path):
+    """alert_runbook_base_url makes the stage dump the rules again (yaml.safe_dump): what it installs
+    then must still be what Debian's promtool accepts, every link rebased."""
+    from lab import images
+
+    base = "https://git.example.com/ops/gitea-deploy/src/branch/main"
+    files = alerting.rule_files(sample_data(alert_runbook_base_url=base))
+    if not files:
+        pytest.skip("no rule files in files/alerting/rules/ yet")
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        links = [line.split(": ", 1)[1] for line in text.splitlines() if "runbook_url:" in line]
+        assert links and all(link.startswith(f"{base}/docs/runbooks/alerts.md#") for link in links), links
+    cp = subprocess.run(["docker", "run", "--rm", "--network", "none", "-v", f"{tmp_path}:/r:ro",
+                         images.ensure("promtool"), "check", "rules", *(f"/r/{n}" for n in files)],
+                        capture_output=True, text=True, timeout=120)
+    assert cp.returncode == 0 and "SUCCESS" in cp.stdout, cp.stdout + cp.stderr
