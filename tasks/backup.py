@@ -261,7 +261,7 @@ def schedule_metrics(data) -> None:
     server.shell(
         name="Backup schedule's interval for alerting (textfile metric)",
         commands=[replace_file_command(text, live)],
-        _if=snapshot.expect(live, snapshot.Want("file", 0o644, 0, 0, get_file_sha1(StringIO(text)))),
+        _if=snapshot.expect(live, snapshot.Want("file", snapshot._mode("644"), 0, 0, get_file_sha1(StringIO(text)))),
     )
 
 
