@@ -8,6 +8,7 @@ nginx proxies to it.
 from pyinfra import host
 
 from tasks import settings
+from tasks.alerting import alerting
 from tasks.backup import backup
 from tasks.base import base
 from tasks.common import tcp_nodelay
@@ -33,5 +34,6 @@ gitea()
 nginx()
 node_exporter()
 monitoring()
+alerting()
 heartbeat()
 backup()

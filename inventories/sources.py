@@ -3,7 +3,8 @@
 Both functions return pyinfra host tuples, ``[(hostname, data), ...]``, whose data carries the keys
 the deploy reads (docs/dev/contracts.md): ``ssh_hostname``, ``ssh_port``, ``ssh_user``,
 ``admin_ssh_port``, ``gitea_domain``, ``aws_region``, ``backup_s3_bucket``, ``backup_s3_prefix``,
-``ssm_parameter_path``, ``database_endpoint``, ``metrics_namespace``, ``heartbeat_metric``.
+``ssm_parameter_path``, ``database_endpoint``, ``metrics_namespace``, ``heartbeat_metric``,
+``alert_sns_topic_arn``.
 
 Both raise ``LookupError`` with an actionable message when they find no host, so an inventory
 built from them fails loudly instead of deploying to nobody.
@@ -41,6 +42,7 @@ HOST_KEYS = (
     "database_endpoint",
     "metrics_namespace",
     "heartbeat_metric",
+    "alert_sns_topic_arn",
 )
 
 # Debian's AMIs log in as `admin` (docs/dev/contracts.md).
@@ -57,6 +59,7 @@ TAG_DATABASE_INSTANCE = TAG_PREFIX + "database-instance"
 TAG_METRICS_NAMESPACE = TAG_PREFIX + "metrics-namespace"
 TAG_HEARTBEAT_METRIC = TAG_PREFIX + "heartbeat-metric"
 TAG_NAME = TAG_PREFIX + "name"
+TAG_ALERTS_TOPIC = TAG_PREFIX + "alerts-topic-arn"
 
 TERRAFORM_TIMEOUT_SECONDS = 120
 
@@ -69,7 +72,7 @@ ENVIRONMENT_KEYS = frozenset({
     # The CA the HTTPS probe verifies the served certificate against (a private ACME server's root).
     "monitoring_tls_ca_bundle",
     "gitea_image", "postgres_image",
-    "s3_endpoint", "backup_aws_access_key_id", "backup_aws_secret_access_key",
+    "s3_endpoint", "backup_aws_access_key_id", "backup_aws_secret_access_key", "alert_sns_api_url",
     "mailer_host", "mailer_port", "mailer_protocol",
     # An external PostgreSQL's address and CA (Terraform gives RDS's endpoint; the lab its stand-in's).
     "database_endpoint", "database_ca_bundle",
@@ -231,6 +234,8 @@ def from_ec2_tags(
             "database_endpoint": database_endpoint,
             "metrics_namespace": tags[TAG_METRICS_NAMESPACE],
             "heartbeat_metric": tags[TAG_HEARTBEAT_METRIC],
+            # An instance tagged before alerting existed has none: no SNS receiver until re-applied.
+            "alert_sns_topic_arn": tags.get(TAG_ALERTS_TOPIC),
         }
         name = tags.get(TAG_NAME) or tags.get("Name") or instance_id
         if any(existing == name for existing, _ in result):

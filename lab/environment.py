@@ -40,6 +40,8 @@ def overrides(state: dict, name: str) -> dict:
         "gitea_image": state["images"]["gitea"],
         "postgres_image": state["images"]["postgres"],
         "s3_endpoint": S3_ENDPOINT,
+        # Alertmanager's SNS receiver publishes to the same moto, whenever a topic is named.
+        "alert_sns_api_url": S3_ENDPOINT,
         **AWS_KEYS,
         "mailer_host": mail.where()["host"],  # its address on the lab network (running since `up`)
         **MAILER,

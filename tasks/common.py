@@ -7,9 +7,11 @@ import posixpath
 import shlex
 import socket
 from dataclasses import dataclass
+from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import FactBase
+from pyinfra.api.util import get_file_sha1
 from pyinfra.operations import server
 
 from tasks import REPO, snapshot
@@ -123,6 +125,13 @@ def staged_template(name: str, src: str, dest: str, mode: str = "644", **context
     staged = f"{STAGING_ROOT}{dest}"
     snapshot.template(name=f"{name} (staged)", src=src, dest=staged, mode=mode, **context)
     return StagedFile(live=dest, staged=staged, mode=mode, digest=snapshot.template_digest(src, **context))
+
+
+def staged_put(name: str, content: str, dest: str, mode: str = "644") -> StagedFile:
+    """staged_template() for a file the deploy serializes itself (yaml.safe_dump, json.dumps)."""
+    staged = f"{STAGING_ROOT}{dest}"
+    snapshot.put(name=f"{name} (staged)", src=StringIO(content), dest=staged, mode=mode)
+    return StagedFile(live=dest, staged=staged, mode=mode, digest=get_file_sha1(StringIO(content)))
 
 
 class PendingConfigs(FactBase):

@@ -154,8 +154,8 @@ def _probe(job: str, module: str, target: str, blackbox_port: int) -> dict:
 
 
 def prometheus_config(data) -> dict:
-    """prometheus.yml: the jobs of docs/concepts/monitoring.md, every target on loopback. The
-    alertmanager job is added where Alertmanager is deployed."""
+    """prometheus.yml: the jobs of docs/concepts/monitoring.md, every target on loopback, Alertmanager
+    (the alerting stage's, on every host) among them: its failed notifications are an alert."""
     interval = data.get("prometheus_scrape_interval")
     gitea_interval = interval if duration_seconds(interval) >= GITEA_MIN_INTERVAL else f"{GITEA_MIN_INTERVAL}s"
     jobs = [
@@ -170,6 +170,7 @@ def prometheus_config(data) -> dict:
     jobs += [
         _static("nginx", data.get("nginx_exporter_port")),
         _static("blackbox", data.get("blackbox_exporter_port")),
+        _static("alertmanager", data.get("alertmanager_port")),
         *(_probe(job, module, target, data.get("blackbox_exporter_port"))
           for job, (module, target) in probe_targets(data).items()),
     ]

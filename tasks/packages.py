@@ -14,13 +14,13 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import apt, server
 
-from tasks import REPO, backup, base, certbot, docker, heartbeat, monitoring, nginx, node_exporter, snapshot
+from tasks import REPO, alerting, backup, base, certbot, docker, heartbeat, monitoring, nginx, node_exporter, snapshot
 
 
 def wanted(data) -> list[str]:
     """Every stage's packages, in deploy order, each once."""
     found = [*base.PACKAGES, *docker.PACKAGES, *nginx.PACKAGES, *certbot.PACKAGES, *node_exporter.PACKAGES,
-             *monitoring.packages(data), *heartbeat.packages(data), *backup.packages(data)]
+             *monitoring.packages(data), *alerting.PACKAGES, *heartbeat.packages(data), *backup.packages(data)]
     return list(dict.fromkeys(found))
 
 
@@ -31,6 +31,7 @@ def packages():
     # A package's postinst starts its service: what that service must start with is on disk first.
     node_exporter.before_install()
     monitoring.before_install()
+    alerting.before_install()
 
     names = wanted(host.data)
     # A run killed inside the transaction leaves packages unpacked but not configured; they count

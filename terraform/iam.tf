@@ -133,6 +133,13 @@ data "aws_iam_policy_document" "host" {
     }
   }
 
+  # Alertmanager's sns_configs (SigV4, this role): critical alerts into the alerts topic, and no other.
+  statement {
+    sid       = "PublishAlerts"
+    actions   = ["sns:Publish"]
+    resources = [aws_sns_topic.alerts.arn]
+  }
+
   dynamic "statement" {
     for_each = var.backup_kms_key_arn == null ? [] : [var.backup_kms_key_arn]
 

@@ -50,6 +50,7 @@ locals {
       "gitea-deploy:ssm-parameter-path" = local.ssm_parameter_path
       "gitea-deploy:metrics-namespace"  = local.metrics_namespace
       "gitea-deploy:heartbeat-metric"   = local.heartbeat_metric
+      "gitea-deploy:alerts-topic-arn"   = aws_sns_topic.alerts.arn
     },
     # The RDS identifier, not its endpoint: the instance must not wait for the database to exist.
     local.rds ? { "gitea-deploy:database-instance" = local.db_identifier } : {},

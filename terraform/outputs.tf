@@ -123,6 +123,8 @@ output "pyinfra_inventory" {
       database_endpoint  = local.rds ? aws_db_instance.gitea[0].endpoint : null
       metrics_namespace  = local.metrics_namespace
       heartbeat_metric   = local.heartbeat_metric
+      # Alertmanager publishes critical alerts here (tasks/alerting.py); the role may (iam.tf).
+      alert_sns_topic_arn = aws_sns_topic.alerts.arn
     }
   ]
 }

@@ -12,6 +12,7 @@ import ipaddress
 import re
 import unicodedata
 from collections.abc import Callable
+from typing import Any
 
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
@@ -373,3 +374,41 @@ def prometheus_size(value: str) -> str | None:
         return "is not a Prometheus size (a number and MB, GB or TB, e.g. 2GB)"
     megabytes = int(match.group(1)) * {"MB": 1, "GB": 1024, "TB": 1024 * 1024}[match.group(2)]
     return None if megabytes >= 100 else "must be at least 100MB"
+
+
+# alerting checks (Alertmanager's receivers, tasks/alerting.py)
+
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+_QUERY = re.compile(r"[A-Za-z0-9._~%/+=:@,&-]*")
+
+
+def alert_url(value: str) -> str | None:
+    """Where Alertmanager posts: https, or plain http to this host's loopback only (a local relay, a
+    test's catcher); a notification that leaves the host is encrypted. A query (webhook tokens) of
+    URL-safe characters is allowed: the URL is only ever written to a file (url_file)."""
+    url, _, query = value.partition("?")
+    match = _URL.fullmatch(url)
+    if match and _QUERY.fullmatch(query):
+        if _url(url, ("https",), path=True):
+            return None
+        if _url(url, ("http",), path=True) and match["host"] in _LOOPBACK_HOSTS:
+            return None
+    return ("must be an https:// URL (http:// only to 127.0.0.1, localhost or [::1]); path and query of "
+            "letters, digits and ._~%/+=:@,&-")
+
+
+def each(check: Callable[[Any], str | None]) -> Callable[[list], str | None]:
+    """A check of a list setting: every item passes `check`; the first that does not is named."""
+    def check_all(values: list) -> str | None:
+        for item in values:
+            if not isinstance(item, str) or (why := check(item)):
+                return f"item {item!r} {why or 'is not a string'}"
+        return None if len(set(values)) == len(values) else "lists an item twice"
+    return check_all
+
+
+def sns_topic_arn(value: str) -> str | None:
+    if re.fullmatch(r"arn:aws(-[a-z]+)*:sns:[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]:[0-9]{12}:[A-Za-z0-9_-]{1,256}",
+                    value):
+        return None
+    return "is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)"

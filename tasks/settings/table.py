@@ -14,6 +14,7 @@ from typing import Any
 
 from tasks.settings.checks import (
     absolute_path,
+    alert_url,
     aws_region,
     bounded,
     cidr,
@@ -22,6 +23,7 @@ from tasks.settings.checks import (
     cron_schedule,
     display_text,
     domain_name,
+    each,
     email,
     endpoint_url,
     host_port,
@@ -45,6 +47,7 @@ from tasks.settings.checks import (
     size,
     smtp_user,
     snapshot_id,
+    sns_topic_arn,
     ssm_path,
     time_zone,
     username,
@@ -179,11 +182,12 @@ SETTINGS: tuple[Setting, ...] = (
             "for the backup, CloudWatch for the heartbeat). None: the real AWS endpoints.",
             endpoint_url),
     Setting("backup_aws_access_key_id", "backup", (str, type(None)), None,
-            "Emulated AWS only: a static key ID (the backup and the heartbeat use it). None in production: restic "
-            "and boto3 use the instance role.",
+            "Emulated AWS only: a static key ID (restic and boto3 for the backup and the heartbeat, and "
+            "Alertmanager's SNS signing). None in production: they use the instance role.",
             not_a_real_aws_key),
     Setting("backup_aws_secret_access_key", "backup", (str, type(None)), None,
-            "Emulated AWS only: the static key's secret (written root-only on the host, never in backup.env).",
+            "Emulated AWS only: the static key's secret (written root-only on the host, never in backup.env; "
+            "for Alertmanager 0640 root:prometheus, never in alertmanager.yml).",
             key_secret),
     Setting("ssm_parameter_path", "backup", (str, type(None)), None,
             "SSM Parameter Store path (Terraform output); the restic password is kept at "
@@ -261,6 +265,31 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("grafana_uid", "grafana", int, 472,
             "uid the Grafana image runs as (image contract): it owns Grafana's data directory and its "
             "admin password file.", not_root),
+    # alerting: Alertmanager and its receivers (tasks/alerting.py, docs/concepts/alerting.md). No
+    # receiver set: alerts are kept (amtool, the API) but reach no one; the dead-man's switch is the
+    # only receiver of Watchdog.
+    Setting("alert_email_to", "alerting", list, [],
+            "Addresses every alert is mailed to, through the mailer_* settings (needs mailer_host; "
+            "the sender is mailer_from).", each(email)),
+    Setting("alert_webhook_urls", "alerting", list, [],
+            "URLs every alert is posted to (Alertmanager's webhook JSON, resolved too). https, or http "
+            "to 127.0.0.1 only; a token in the URL is kept in a file only root and Alertmanager read.",
+            each(alert_url)),
+    Setting("alert_sns_topic_arn", "alerting", (str, type(None)), None,
+            "SNS topic critical alerts are published to (Terraform output alerts_topic_arn), signed "
+            "with SigV4 in aws_region by the instance role. None: no SNS.", sns_topic_arn),
+    Setting("alert_sns_api_url", "alerting", (str, type(None)), None,
+            "Emulated AWS only (the lab's moto, an environment key like s3_endpoint): the SNS endpoint "
+            "alert_sns_topic_arn is published at, signed with the backup_aws_* keys. None: the region's "
+            "real endpoint.", endpoint_url),
+    Setting("deadmans_switch_url", "alerting", (str, type(None)), None,
+            "The external dead-man's switch (e.g. a healthchecks.io ping URL) the always-firing Watchdog "
+            "is posted to every few minutes; silence there means the host or its alerting is dead. "
+            "https (http to 127.0.0.1 only). None: Watchdog goes nowhere.", alert_url),
+    Setting("alert_runbook_base_url", "alerting", (str, type(None)), None,
+            "Where this repository's files can be read (e.g. https://git.example.com/ops/gitea-deploy/src/"
+            "branch/main): each rule's runbook_url, docs/runbooks/alerts.md#<alert>, is rebased on it. "
+            "None: the rules' links as written.", alert_url),
     # restore: run-time choices of `pyinfra INVENTORY restore.py` (--data restore_snapshot=...)
     Setting("restore_snapshot", "restore", (str, int), "latest", "The snapshot restore.py restores.",
             snapshot_id),

@@ -171,9 +171,21 @@ def compose_subnet_has_room(data: dict[str, Any]) -> list[str]:
     return []
 
 
+def alerting_is_whole(data: dict[str, Any]) -> list[str]:
+    found = []
+    if data["alert_email_to"] and not data["mailer_host"]:
+        found.append("alert_email_to: alerts are mailed through the mailer_* settings: set mailer_host too")
+    elif data["alert_email_to"] and data["mailer_protocol"] == "smtps" and data["mailer_port"] not in (None, 465):
+        found.append("alert_email_to: Alertmanager speaks TLS from the first byte (smtps) only on port 465: "
+                     "use mailer_port 465 or smtp+starttls")
+    if data["alert_sns_topic_arn"] and not data["aws_region"]:
+        found.append("alert_sns_topic_arn: SigV4 signs in aws_region: set it too (Terraform output)")
+    return found
+
+
 CROSS_CHECKS: tuple[Callable[[dict[str, Any]], list[str]], ...] = (
     ports_are_distinct, sudo_matches_user, database_has_ca, backup_is_complete, heartbeat_has_aws,
-    gitea_config_is_valid, mail_is_whole, compose_subnet_has_room,
+    gitea_config_is_valid, mail_is_whole, compose_subnet_has_room, alerting_is_whole,
 )
 
 

@@ -340,6 +340,7 @@ def test_inventory_from_terraform_outputs(stack):
         "database_endpoint": stack.outputs.get("database_endpoint", {}).get("value"),
         "metrics_namespace": f"GiteaDeploy/{NAME}",
         "heartbeat_metric": "Heartbeat",
+        "alert_sns_topic_arn": _value(stack.outputs, "alerts_topic_arn"),
     }
 
 
@@ -468,6 +469,11 @@ def test_backup_bucket_and_host_role(stack):
     assert "s3:DeleteObjectVersion" not in allowed and "s3:DeleteObjectVersion" in denied
     objects = [s for s in statements if s.get("Sid") == "BackupObjects"][0]
     assert objects["Resource"] in (f"arn:aws:s3:::{bucket}/gitea/*", [f"arn:aws:s3:::{bucket}/gitea/*"])
+    # Alertmanager may publish to the alerts topic and to no other (tasks/alerting.py).
+    topic = _value(stack.outputs, "alerts_topic_arn")
+    publish = [s for s in statements if "sns:Publish" in actions(s)]
+    assert [s.get("Sid") for s in publish] == ["PublishAlerts"] and publish[0]["Resource"] in (topic, [topic])
+    assert _value(stack.outputs, "pyinfra_inventory")[0]["alert_sns_topic_arn"] == topic
     attached = [p["PolicyName"] for p in iam.list_attached_role_policies(RoleName=f"{NAME}-host")["AttachedPolicies"]]
     assert attached == ["AmazonSSMManagedInstanceCore"]
     # The heartbeat: PutMetricData only into the installation's own namespace, nothing else of CloudWatch.

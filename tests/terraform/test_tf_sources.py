@@ -28,6 +28,7 @@ HOST = {
     "database_endpoint": None,
     "metrics_namespace": "GiteaDeploy/gitea",
     "heartbeat_metric": "Heartbeat",
+    "alert_sns_topic_arn": "arn:aws:sns:eu-central-1:000000000000:gitea-alerts",
 }
 OUTPUTS = {"pyinfra_inventory": {"sensitive": False, "type": ["tuple", []], "value": [HOST]}}
 
@@ -104,12 +105,14 @@ def test_ec2_tags_become_host_data(mocked_aws):
         "gitea-deploy:ssm-parameter-path": "/gitea-deploy/gitea",
         "gitea-deploy:metrics-namespace": "GiteaDeploy/gitea",
         "gitea-deploy:heartbeat-metric": "Heartbeat",
+        "gitea-deploy:alerts-topic-arn": "arn:aws:sns:eu-central-1:123456789012:gitea-alerts",
     })
     [(name, data)] = sources.from_ec2_tags("gitea-deploy:name", "gitea", "eu-central-1")
     assert name == "gitea"
     assert data["ssh_port"] == data["admin_ssh_port"] == 2200
     assert data["ssh_user"] == "admin" and data["database_endpoint"] is None
     assert (data["metrics_namespace"], data["heartbeat_metric"]) == ("GiteaDeploy/gitea", "Heartbeat")
+    assert data["alert_sns_topic_arn"] == "arn:aws:sns:eu-central-1:123456789012:gitea-alerts"
     assert set(data) == set(sources.HOST_KEYS)
 
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tasks import REPO, backup, base, certbot, docker, heartbeat, monitoring, nginx, node_exporter
+from tasks import REPO, alerting, backup, base, certbot, docker, heartbeat, monitoring, nginx, node_exporter
 from tests.unit.render import sample_data
 
 FAKE_INVENTORY = """
@@ -21,7 +21,7 @@ from tests.unit.render import sample_data
 hosts = [("@fake/fresh", {{**sample_data(**{values!r}), "fake_delay": 0, "fake_delay_jitter": 0}})]
 """
 STAGES = ["Packages", "Base system", "Docker engine", "Secrets", "Gitea stack", "Nginx and TLS", "Node exporter",
-          "Monitoring", "Heartbeat", "Backups"]
+          "Monitoring", "Alerting", "Heartbeat", "Backups"]
 
 
 def fake_deploy(folder, **values) -> tuple[dict, str]:
@@ -69,11 +69,12 @@ def test_stages_run_in_deploy_order_and_each_op_says_its_stage(fake_run):
 
 def test_every_package_is_installed_in_one_apt_transaction(fake_run):
     """One `apt-get install` with every stage's packages, no recommends, after only the configs a
-    postinst would start a service with (node_exporter's loopback drop-in)."""
+    postinst would start a service with (node_exporter's loopback drop-in, Alertmanager's arguments)."""
     installs = [op for op in fake_run[0]["operations"] if op["name"].startswith("Packages | Install ")]
     assert len(installs) == 1, [op["name"] for op in installs]
     wanted = [*base.PACKAGES, *docker.PACKAGES, *nginx.PACKAGES, *certbot.PACKAGES, *node_exporter.PACKAGES,
-              *monitoring.packages(sample_data()), *heartbeat.packages(sample_data()), *backup.packages(sample_data())]
+              *monitoring.packages(sample_data()), *alerting.PACKAGES, *heartbeat.packages(sample_data()),
+              *backup.packages(sample_data())]
     apt_gets = [line.split(": ", 1)[1] for line in fake_run[1].splitlines()
                 if "simulating command" in line and "apt-get" in line]
     assert len(apt_gets) == 2 and apt_gets[0] == "apt-get update", apt_gets  # one refresh, one install
@@ -87,6 +88,8 @@ def test_every_package_is_installed_in_one_apt_transaction(fake_run):
     for service in (*monitoring.exporters(sample_data()), monitoring.PROMETHEUS, monitoring.APT_COLLECTOR):
         assert names.index(f"Packages | {service} unit drop-in (loopback only)") < names.index(installs[0]["name"])
     assert names.index("Packages | The blackbox exporter's own /etc/hosts") < names.index(installs[0]["name"])
+    # Alertmanager's first start (its postinst) is already loopback-only, without a cluster port.
+    assert names.index("Packages | Alertmanager on loopback, no cluster port") < names.index(installs[0]["name"])
 
 
 def test_a_dpkg_run_cut_short_is_finished_before_the_install(fake_run):

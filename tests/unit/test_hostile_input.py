@@ -111,12 +111,25 @@ HOSTILE = [
     ("metrics_namespace", "GiteaDeploy/gitea\"}"),
     ("heartbeat_metric", "Heartbeat\n"),
     ("heartbeat_metric", "Heartbeat\"}"),
+    ("alert_webhook_urls", ["https://hooks.example.com/x\n"]),
+    ("alert_webhook_urls", ["https://hooks.example.com/x?a=`id`"]),
+    ("alert_webhook_urls", ["https://hooks.example.com/x y"]),
+    ("alert_webhook_urls", ["https://hooks.example.com/'x'"]),
+    ("alert_webhook_urls", ["http://10.0.0.5/hook"]),  # plain http leaving the host
+    ("deadmans_switch_url", "https://hc-ping.com/uuid\n"),
+    ("deadmans_switch_url", "https://hc-ping.com/$(id)"),
+    ("alert_email_to", ["ops@example.com\nBcc: x@example.com"]),
+    ("alert_email_to", ["ops@example.com, evil@example.com"]),  # one address per item
+    ("alert_sns_topic_arn", "arn:aws:sns:us-east-1:123456789012:t\n"),
+    ("alert_runbook_base_url", "https://git.example.com/$(id)"),
 ]
 
 
 @pytest.mark.parametrize("key, value", HOSTILE, ids=[f"{k}={v!r}" for k, v in HOSTILE])
 def test_hostile_value_is_refused_naming_the_key(key, value):
     data = {**GOOD, key: value}
+    if key == "alert_email_to":  # mail needs its relay
+        data["mailer_host"] = "smtp.example.com"
     if key.startswith("backup_aws_"):  # static keys are for emulated AWS: give them a place to be
         data = {**GOOD, "s3_endpoint": "http://127.0.0.1:5050", "backup_aws_access_key_id": "lab-key",
                 "backup_aws_secret_access_key": "lab-secret", key: value}
@@ -131,7 +144,10 @@ SAMPLES = {"s3_endpoint": "http://127.0.0.1:5050", "backup_aws_access_key_id": "
            "backup_aws_secret_access_key": "lab-secret", "ssm_parameter_path": "/gitea/prod",
            "backup_local_repository": "/srv/gitea/backup/restic", "database_endpoint": "db.example.com:5432",
            "mailer_host": "smtp.example.com", "mailer_from": "Git <gitea@example.com>", "mailer_user": "AKIAEXAMPLE",
-           "metrics_namespace": "GiteaDeploy/gitea"}
+           "metrics_namespace": "GiteaDeploy/gitea",
+           "alert_sns_topic_arn": "arn:aws:sns:eu-central-1:123456789012:gitea-alerts",
+           "alert_sns_api_url": "http://127.0.0.1:5050", "deadmans_switch_url": "https://hc-ping.com/5b2b4d1c",
+           "alert_runbook_base_url": "https://git.example.com/ops/gitea-deploy/src/branch/main"}
 
 
 def test_no_check_lets_a_newline_through():

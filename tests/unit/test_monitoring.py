@@ -15,7 +15,8 @@ from tasks import REPO, monitoring
 from tasks.settings import SettingsError, validate
 from tests.unit.render import render, sample_data
 
-JOBS = ["prometheus", "node", "gitea", "postgres", "nginx", "blackbox", "blackbox_https", "blackbox_git_ssh"]
+JOBS = ["prometheus", "node", "gitea", "postgres", "nginx", "blackbox", "alertmanager", "blackbox_https",
+        "blackbox_git_ssh"]
 
 
 def jobs(config: dict) -> dict[str, dict]:
@@ -35,7 +36,7 @@ def test_prometheus_config_has_exactly_the_agreed_jobs_all_on_loopback():
     assert jobs(config)["node"]["static_configs"] == [{"targets": ["127.0.0.1:9100"]}]
     assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
     assert config["alerting"] == {"alertmanagers": [{"static_configs": [{"targets": ["127.0.0.1:9093"]}]}]}
-    assert "alertmanager" not in jobs(config)  # added where Alertmanager is deployed
+    assert jobs(config)["alertmanager"]["static_configs"] == [{"targets": ["127.0.0.1:9093"]}]
 
 
 def test_gitea_is_scraped_on_its_own_port_with_the_token_file_at_most_once_a_minute():
