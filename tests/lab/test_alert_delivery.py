@@ -4,7 +4,7 @@ host's 127.0.0.1, the dead-man's switch on the same receiver, SNS in the host's 
 queue subscribed, e-mail through the lab's mail server (lab/mail.py). Alerts are posted to the
 host's Alertmanager API with amtool, as Prometheus would post them.
 
-GITEA_LAB_ALERT_HOST names the lab host (default gitea-lab-am); it is brought up if missing and
+GITEA_LAB_ALERT_HOST names the lab host (default gitea-lab-alerts); it is brought up if missing and
 left converged (`python -m lab down NAME` removes it).
 """
 
@@ -22,7 +22,7 @@ from tests.lab import alert_support as support
 
 pytestmark = pytest.mark.lab
 
-NAME = os.environ.get("GITEA_LAB_ALERT_HOST") or "gitea-lab-am"
+NAME = os.environ.get("GITEA_LAB_ALERT_HOST") or "gitea-lab-alerts"
 GROUP_WAIT = 30  # tasks/alerting.py TIMING
 BOUND = GROUP_WAIT + 60  # what a notification may take from the post, on a loaded lab machine
 

@@ -5,7 +5,7 @@ GiteaHealthzFailing, HttpsProbeFailing, TargetDown{job="gitea"}...), within a bo
 container is back, PostgresqlDown's resolved message arrives. Prints the seconds from the fault to
 each message (the issue's benchmark).
 
-GITEA_LAB_ALERT_FAULT_HOST names the lab host (default gitea-lab-am2); it is brought up if missing.
+GITEA_LAB_ALERT_FAULT_HOST names the lab host (default gitea-lab-faults); it is brought up if missing.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.lab import alert_support as support
 
 pytestmark = pytest.mark.lab
 
-NAME = os.environ.get("GITEA_LAB_ALERT_FAULT_HOST") or "gitea-lab-am2"
+NAME = os.environ.get("GITEA_LAB_ALERT_FAULT_HOST") or "gitea-lab-faults"
 COMPOSE = "docker compose -f /srv/gitea/compose.yaml"
 # PostgresqlDown: its `for: 1m`, a scrape and an evaluation interval, group_wait 30 s, and slack
 # for a loaded lab machine.
