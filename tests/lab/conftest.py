@@ -44,3 +44,18 @@ def converged_host(lab_engine):
         pytest.fail(f"{SHARED_HOST}: the deploy failed\n{result['log'][-4000:]}")
     yield {"name": SHARED_HOST, **api.state()["hosts"][SHARED_HOST]}
     api.down([SHARED_HOST])
+
+
+# One lab host for the alerting modules (test_alert_delivery, test_alert_faults): each deploys it
+# with the receivers it reads, so neither needs a fresh one. Removed at the end of the session.
+ALERT_HOST = os.environ.get("GITEA_LAB_ALERT_HOST") or "gitea-lab-alerts"
+
+
+@pytest.fixture(scope="session")
+def alert_host(lab_engine):
+    from lab import api
+
+    api.down([ALERT_HOST])  # a stale host from an interrupted run
+    api.up([ALERT_HOST])
+    yield ALERT_HOST
+    api.down([ALERT_HOST])

@@ -4,13 +4,12 @@ host's 127.0.0.1, the dead-man's switch on the same receiver, SNS in the host's 
 queue subscribed, e-mail through the lab's mail server (lab/mail.py). Alerts are posted to the
 host's Alertmanager API with amtool, as Prometheus would post them.
 
-GITEA_LAB_ALERT_HOST names the lab host (default gitea-lab-alerts); it is brought up if missing and
-left converged (`python -m lab down NAME` removes it).
+The host is tests/lab/conftest.py's alert_host (GITEA_LAB_ALERT_HOST, default gitea-lab-alerts),
+shared with test_alert_faults.py; each module deploys it with the receivers it reads.
 """
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 
@@ -22,23 +21,20 @@ from tests.lab import alert_support as support
 
 pytestmark = pytest.mark.lab
 
-NAME = os.environ.get("GITEA_LAB_ALERT_HOST") or "gitea-lab-alerts"
 GROUP_WAIT = 30  # tasks/alerting.py TIMING
 BOUND = GROUP_WAIT + 60  # what a notification may take from the post, on a loaded lab machine
 
 
 @pytest.fixture(scope="module")
-def host(lab_engine):
-    if NAME not in api.state().get("hosts", {}):
-        api.up([NAME])
+def host(alert_host):
     mail.ensure()
-    support.start_receiver(NAME)
-    support.subscribe_queue(NAME)
-    result = deploy(NAME, *support.receivers_data())
+    support.start_receiver(alert_host)
+    support.subscribe_queue(alert_host)
+    result = deploy(alert_host, *support.receivers_data())
     if result["returncode"] != 0 or result["totals"].get("error"):
-        pytest.fail(f"{NAME}: the deploy failed\n{result['log'][-4000:]}")
-    yield NAME
-    support.stop_receiver(NAME)
+        pytest.fail(f"{alert_host}: the deploy failed\n{result['log'][-4000:]}")
+    yield alert_host
+    support.stop_receiver(alert_host)
 
 
 @pytest.fixture(scope="module")
