@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lab import api  # noqa: E402
 from lab.converge import deploy  # noqa: E402
+from tasks.settings import defaults  # noqa: E402
 
 NAME = "gitea-lab-bench"
 BYTES_PER_SAMPLE = 1.3  # Prometheus's storage docs: 1-2 bytes a sample after compression
@@ -53,7 +54,7 @@ def main() -> int:
         if result["returncode"] != 0:
             print(result["log"][-3000:])
             return 1
-    port = int(api.state()["hosts"][name].get("prometheus_port", 9090))
+    port = defaults()["prometheus_port"]  # the lab inventory keeps the default
     time.sleep(args.minutes * 60)
 
     rss = query(name, port, 'process_resident_memory_bytes{job="prometheus"}') or 0
