@@ -36,8 +36,10 @@ from gitea_backup import (
 
 # Secrets that belong to this host, not to the backup: db_password is the one this host's database
 # cluster was initialised with (pg_dump does not carry role passwords); restic_password is what
-# just opened the repository.
-HOST_SECRETS = {"db_password", "restic_password"}
+# just opened the repository; monitor_db_password is the PostgreSQL exporter's role's on this
+# cluster (tasks/monitoring.py), and grafana_admin_password the one this host's Grafana was first
+# started with (its database is not in the backup). A restored host's next deploy then changes nothing.
+HOST_SECRETS = {"db_password", "restic_password", "monitor_db_password", "grafana_admin_password"}
 # Moved into place whole (the rootless image keeps repositories, LFS, attachments, avatars and
 # jwt/ under /var/lib/gitea, and app.ini under /etc/gitea).
 RESTORED_DIRS = ("gitea/data", "gitea/config")

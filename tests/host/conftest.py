@@ -120,6 +120,26 @@ def pytest_generate_tests(metafunc):
                              indirect=True, scope="session")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "when_set(setting): a check of what only a host with this setting "
+                            "on has; deselected (not skipped) for the others")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Checks of an optional part (Grafana) apply only to the hosts that have it: the others are
+    deselected, so a host check run reports no skips; what such a host must not have is a check of
+    its own (e.g. test_grafana.py's no-container check)."""
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("when_set")
+        param = getattr(item, "callspec", None) and item.callspec.params.get("target")
+        off = marker is not None and param is not None and not param[1].get(marker.args[0])
+        (dropped if off else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def target(request) -> Target:
     if request.param is None:

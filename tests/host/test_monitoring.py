@@ -69,7 +69,9 @@ def test_every_target_of_every_job_is_up(target):
         time.sleep(5)
     # `up` is what alerting reads: 1 for each target.
     result = prometheus_api(target, "/api/v1/query?query=up")["data"]["result"]
-    assert {r["metric"]["job"] for r in result if r["value"][1] == "1"} == jobs
+    # At least these: a job just removed from prometheus.yml (postgres, on a switch to an external
+    # database) keeps its last `up` for the query's lookback.
+    assert jobs <= {r["metric"]["job"] for r in result if r["value"][1] == "1"}
 
 
 def test_the_probes_check_what_users_get(target):
