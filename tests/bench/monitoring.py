@@ -78,7 +78,8 @@ def main() -> int:
         ("samples appended per second", f"{rate:.0f}"),
         ("samples per day", f"{per_day:,.0f}"),
         (f"disk per day at {BYTES_PER_SAMPLE} B/sample (MiB)", f"{per_day * BYTES_PER_SAMPLE / 2**20:.0f}"),
-        ("compacted bytes per sample (measured)", f"{compacted:.2f}" if compacted else "no block yet (first after 2 h)"),
+        ("compacted bytes per sample (measured)",
+         f"{compacted:.2f}" if compacted and compacted == compacted else "no block yet (first after 2 h)"),
         ("data directory now (MiB)", f"{int(du) / 2**20:.1f}"),
     ]
     width = max(len(label) for label, _ in rows)
