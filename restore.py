@@ -14,7 +14,7 @@ import shlex
 from pyinfra import host, state
 from pyinfra.operations import server
 
-from tasks import settings
+from tasks import monitoring, settings
 from tasks.common import tcp_nodelay
 
 tcp_nodelay()
@@ -30,4 +30,10 @@ server.shell(
     name=f"Restore snapshot {host.data.restore_snapshot} (gitea-restore: restic restore and database load, "
          "each at most 12 h, then up to 300 s for Gitea healthy)",
     commands=["gitea-restore " + shlex.join(args)],
+)
+# The snapshot brought Gitea's metrics token back: Prometheus's copy of it follows (the same op
+# as the monitoring stage's), so the restored host scrapes Gitea and its next deploy changes nothing.
+server.shell(
+    name="Secrets for Prometheus and the exporters, from the restored ones (root:prometheus 0440)",
+    commands=[monitoring.copy_secrets_command(monitoring.secret_copies(host.data))],
 )

@@ -236,6 +236,15 @@ class SecretCopies(FactBase):
         return [line.strip() for line in output if line.strip()]
 
 
+def secret_copies(data) -> tuple[tuple[str, str], ...]:
+    """(secret, copy for user prometheus) pairs: Gitea's metrics token and, with the stack's own
+    database, the exporter's password. restore.py refreshes them after a restore replaced the token."""
+    copies = [(f"{secrets_dir(data)}/metrics_token", TOKEN_FILE)]
+    if not database(data)["external"]:
+        copies.append((f"{secrets_dir(data)}/{MONITOR_SECRET}", MONITOR_PASSWORD_FILE))
+    return tuple(copies)
+
+
 def copy_secrets_command(pairs: tuple[tuple[str, str], ...]) -> str:
     """Each copy written beside its target and renamed: never half a secret, never a wider mode."""
     q = shlex.quote
@@ -308,13 +317,11 @@ def monitoring():
 
     # Secrets: the exporter's own database password (generated once, kept with the others) and
     # copies, for user prometheus, of it and of Gitea's metrics token.
-    copies = [(f"{secrets_dir(data)}/metrics_token", TOKEN_FILE)]
     if not external:
         own = f"{secrets_dir(data)}/{MONITOR_SECRET}"
         generate_once(own)
         snapshot.file(name=f"Mode of {MONITOR_SECRET}", path=own, user="root", group="root", mode="400")
-        copies.append((own, MONITOR_PASSWORD_FILE))
-    pairs = tuple(copies)
+    pairs = secret_copies(data)
     stale_copies = snapshot.system(SecretCopies, pairs=pairs)
     server.shell(name="Secrets for Prometheus and the exporters (root:prometheus 0440)",
                  commands=[copy_secrets_command(pairs)], _if=lambda: bool(stale_copies()))
