@@ -123,21 +123,28 @@ def pytest_generate_tests(metafunc):
 def pytest_configure(config):
     config.addinivalue_line("markers", "when_set(setting): a check of what only a host with this setting "
                             "on has; deselected (not skipped) for the others")
+    # pytest.mark.applies.with_args(predicate): a lone callable argument would be decorated instead.
+    config.addinivalue_line("markers", "applies(predicate): a check of what only a host whose data the "
+                            "predicate accepts has (e.g. tasks.heartbeat.enabled); deselected for the others")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Checks of an optional part (Grafana) apply only to the hosts that have it: the others are
-    deselected, so a host check run reports no skips; what such a host must not have is a check of
-    its own (e.g. test_grafana.py's no-container check)."""
+    """Checks of an optional part (Grafana, the heartbeat, the stack's own database) apply only to
+    the hosts that have it: the others are deselected, so a host check run reports no skips; what
+    such a host must not have is a check of its own (e.g. test_grafana.py's no-container check)."""
     kept, dropped = [], []
     for item in items:
-        marker = item.get_closest_marker("when_set")
         param = getattr(item, "callspec", None) and item.callspec.params.get("target")
-        off = marker is not None and param is not None and not param[1].get(marker.args[0])
-        (dropped if off else kept).append(item)
+        (dropped if param is not None and not applies(item, param[1]) else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+def applies(item, data: dict) -> bool:
+    """Whether the item's when_set/applies markers all accept this host's data."""
+    return (all(data.get(m.args[0]) for m in item.iter_markers("when_set"))
+            and all(m.args[0](data) for m in item.iter_markers("applies")))
 
 
 @pytest.fixture(scope="session")

@@ -97,7 +97,8 @@ def test_watchdog_reaches_only_the_dead_mans_switch(host, incident):
     # Within the dead-man route's group_interval (1 minute) of the post, past any tick already due.
     pings = support.wait_for("Watchdog at the dead-man's switch",
                              lambda: [m for m in support.received(host, "/deadman") if tagged(m)], timeout=BOUND + 60)
-    assert support.firing_names(pings[0]) == ["Watchdog"] and pings[0]["body"]["receiver"] == "deadmans-switch"
+    # Grouped by alertname only, so the host's own Watchdog may share this message.
+    assert set(support.firing_names(pings[0])) == {"Watchdog"} and pings[0]["body"]["receiver"] == "deadmans-switch"
     assert not [m for m in support.received(host, "/hook") if "Watchdog" in support.firing_names(m)]
 
 
