@@ -40,6 +40,8 @@ STATE_FILE = f"{STATE_DIR}/state.json"
 PAUSE_MARKER = f"{STATE_DIR}/paused"  # persistent: it must survive the reboot it is there for
 CACHE_DIR = "/var/cache/gitea-backup"
 LOCK_FILE = "/run/lock/gitea-backup.lock"  # tmpfs: no run survives a reboot, neither should its lock
+# How long a deploy waits for a backup to start Gitea again (gitea.after_backup_pause).
+PAUSE_WAIT_SECONDS = 600
 METRICS_NAME = "gitea_backup.prom"
 # The deploy's own textfile (the job's is rewritten by every run): what BackupTooOld measures
 # against, so files/alerting/rules/gitea-deploy.yml stays the same for every schedule.
@@ -47,6 +49,16 @@ SCHEDULE_METRICS_NAME = "gitea_deploy_backup_schedule.prom"
 INTERVAL_METRIC = "gitea_deploy_backup_interval_seconds"
 # The database role and name templates/gitea/compose.yaml.j2 gives PostgreSQL.
 DB_USER = DB_NAME = "gitea"
+
+
+def pause_wait(seconds: int = PAUSE_WAIT_SECONDS) -> str:
+    """Shell that returns once no backup has Gitea paused, or after `seconds`: the marker exists
+    and a live run holds the job lock. A marker without a holder is a run that died paused; then
+    nothing is waited for, and whoever asks finds Gitea stopped and starts it, as the boot unit
+    does."""
+    marker, lock = shlex.quote(PAUSE_MARKER), shlex.quote(LOCK_FILE)
+    return (f"t=0; while [ -e {marker} ] && ! flock -n {lock} true 2>/dev/null && [ $t -lt {int(seconds)} ]; "
+            f"do sleep 1; t=$((t+1)); done")
 
 
 def local_repository(data) -> str | None:

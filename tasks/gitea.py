@@ -174,6 +174,15 @@ def capture_file(password_file: str) -> str:
     return f"{password_file}.capture"
 
 
+def after_backup_pause(command: str) -> str:
+    """`command`, once no backup has Gitea stopped (tasks/backup.py pause_wait, bounded): what asks
+    whether Gitea runs, and what starts it, waits the pause out, so neither a redeploy nor the
+    drift report takes a paused Gitea for a stopped one and starts it under the backup's feet."""
+    from tasks.backup import pause_wait  # tasks.backup imports this module
+
+    return f"{pause_wait()}; {command}"
+
+
 class StaleServices(FactBase):
     """Compose services whose running container is not what the compose file on disk defines:
     no running container (stopped, crashed, never created), or one created from another
@@ -186,10 +195,11 @@ class StaleServices(FactBase):
     def command(self, config_cmd: str, ps_cmd: str) -> str:
         labels = ('have {{index .Config.Labels "com.docker.compose.service"}} '
                   '{{index .Config.Labels "com.docker.compose.config-hash"}}')
-        return (f"want=$({config_cmd} 2>&1) && printf '%s\\n' \"$want\" | sed 's/^/want /' "
-                f"|| echo '! compose config failed'; "
-                f"ids=$({ps_cmd} 2>/dev/null); "
-                f"[ -z \"$ids\" ] || docker inspect --format {shlex.quote(labels)} $ids 2>/dev/null; true")
+        return after_backup_pause(
+            f"want=$({config_cmd} 2>&1) && printf '%s\\n' \"$want\" | sed 's/^/want /' "
+            f"|| echo '! compose config failed'; "
+            f"ids=$({ps_cmd} 2>/dev/null); "
+            f"[ -z \"$ids\" ] || docker inspect --format {shlex.quote(labels)} $ids 2>/dev/null; true")
 
     def process(self, output: list[str]) -> list[str]:
         want: dict[str, str] = {}
@@ -221,9 +231,10 @@ class GiteaAdmins(FactBase):
     def command(self, compose_cmd: str) -> str:
         # Its stdout is the table; on failure the exit status and the end of its stderr (Compose's or
         # Gitea's reason) are the answer, marked "!". The command itself always succeeds.
-        return (f"e=$(mktemp) || e=/dev/null; if out=$({compose_cmd} 2>\"$e\"); then printf '%s\\n' \"$out\"; "
-                f"else printf '! exit %s: %s\\n' \"$?\" \"$(tail -n 3 \"$e\" | tr '\\n' ' ')\"; fi; "
-                f"[ \"$e\" = /dev/null ] || rm -f \"$e\"")
+        return after_backup_pause(
+            f"e=$(mktemp) || e=/dev/null; if out=$({compose_cmd} 2>\"$e\"); then printf '%s\\n' \"$out\"; "
+            f"else printf '! exit %s: %s\\n' \"$?\" \"$(tail -n 3 \"$e\" | tr '\\n' ' ')\"; fi; "
+            f"[ \"$e\" = /dev/null ] || rm -f \"$e\"")
 
     def process(self, output: list[str]) -> list[str] | snapshot.Unanswered:
         if output[0].startswith("! "):
@@ -304,7 +315,7 @@ def gitea():
     server.shell(
         # Named with what it waits for and how long at most: the longest step of a first deploy.
         name=f"Start the stack (pulls missing images, then waits up to {STACK_WAIT} s for healthy)",
-        commands=[compose(f"up -d --wait --wait-timeout {STACK_WAIT} --remove-orphans")],
+        commands=[after_backup_pause(compose(f"up -d --wait --wait-timeout {STACK_WAIT} --remove-orphans"))],
         _if=lambda: bool(stale()),
     )
 

@@ -10,6 +10,7 @@ whatever happened, so the modules after this one find it as they expect.
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ import pytest
 from lab import api
 from lab.converge import INVENTORY, REPO, deploy
 from tasks import drift
+from tasks.backup import LOCK_FILE, PAUSE_MARKER
 
 pytestmark = pytest.mark.lab
 
@@ -87,6 +89,37 @@ def test_drift_named_then_fixed(converged_host):
 
     code, hosts, _ = run_drift(name)
     assert code == 0, hosts
+
+
+def pause_like_a_backup(name: str, seconds: int) -> None:
+    """What gitea-backup does while it copies, for `seconds`: its job lock held by a live process,
+    the pause marker on disk, Gitea stopped; then Gitea started, the marker removed once Gitea is
+    healthy, the lock released."""
+    marker, lock = PAUSE_MARKER, LOCK_FILE
+    resume = (f"sleep {seconds}; docker start gitea-gitea-1; "
+              "until [ \"$(docker inspect -f '{{.State.Health.Status}}' gitea-gitea-1)\" = healthy ]; do sleep 1; done; "
+              f"rm -f {marker}")
+    sh(name, f"mkdir -p $(dirname {marker}) && touch {marker} && docker stop gitea-gitea-1 >/dev/null && "
+             f"setsid -f flock {lock} sh -c {shlex.quote(resume)} </dev/null >/dev/null 2>&1; "
+             f"sleep 1; ! flock -n {lock} true")  # the holder has the lock before the test goes on
+
+
+def test_a_backup_pause_is_waited_out_not_fought(converged_host):
+    """A scheduled redeploy or drift check that meets a backup with Gitea stopped waits until the
+    backup has started it again (tasks/gitea.py after_backup_pause), instead of starting Gitea
+    under the backup's feet or reporting drift."""
+    name = converged_host["name"]
+    pause_like_a_backup(name, 15)
+    result = deploy(name)
+    assert result["returncode"] == 0, result["log"][-4000:]
+    assert result["totals"]["success"] == 0, [op["name"] for op in result["operations"] if op["success"]]
+
+    pause_like_a_backup(name, 15)
+    code, hosts, seconds = run_drift(name)
+    assert code == 0, hosts
+    assert seconds >= 10, seconds  # it waited for the pause (started 1 s before, 15 s long)
+    assert sh(name, f"docker inspect -f '{{{{.State.Running}}}}' gitea-gitea-1; test ! -e {PAUSE_MARKER} && echo gone")\
+        .split() == ["true", "gone"]
 
 
 def test_unreachable_host_or_bad_data_could_not_be_told(converged_host):
