@@ -118,8 +118,8 @@ def test_secrets_are_readable_by_root_and_prometheus_only(target):
     assert same.rc == 0
 
 
-# An external database (RDS) has no PostgreSQL exporter (docs/concepts/monitoring.md).
-@pytest.mark.applies.with_args(lambda data: not data.get("database_endpoint"))
+# Where the deploy installs the PostgreSQL exporter: not with an external database (RDS).
+@pytest.mark.applies.with_args(lambda data: monitoring.POSTGRES_EXPORTER in monitoring.exporters(data))
 def test_the_exporter_role_is_least_privilege(target):
     sql = ("select rolsuper, rolcreatedb, rolcreaterole, pg_has_role('gitea_monitor', 'pg_monitor', 'member') "
            "from pg_roles where rolname = 'gitea_monitor'")
