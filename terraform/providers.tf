@@ -14,8 +14,9 @@ provider "aws" {
   skip_credentials_validation = local.emulated
   skip_metadata_api_check     = local.emulated
   s3_use_path_style           = local.emulated
-  # Fail fast on an API the emulator lacks instead of retrying for many minutes.
-  max_retries = local.emulated ? 1 : null
+  # Three attempts (the SDK's default) instead of the provider's 25: an API the emulator lacks fails
+  # within seconds, and a connection the emulator dropped mid-answer is still retried.
+  max_retries = local.emulated ? 3 : null
 
   endpoints {
     budgets        = var.aws_endpoint_url

@@ -9,7 +9,7 @@ provider "aws" {
   skip_credentials_validation = local.emulated
   skip_metadata_api_check     = local.emulated
   s3_use_path_style           = local.emulated
-  max_retries                 = local.emulated ? 1 : null
+  max_retries                 = local.emulated ? 3 : null # as in ../providers.tf
 
   endpoints {
     iam = var.aws_endpoint_url

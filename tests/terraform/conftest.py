@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 from tf_support import (
     CHECKOV_SH,
+    EMULATED_RETRY_OVERRIDE,
     FAKE_AWS_ENV,
     LOCAL_BACKEND_OVERRIDE,
     MOTO_LAUNCHER,
@@ -211,6 +212,8 @@ def pre_module_stack(tmp_path_factory, terraform_bin, tf_env, moto_server) -> Pr
     root = Terraform(terraform_bin, base / "terraform", env)
     bootstrap = Terraform(terraform_bin, base / "terraform" / "bootstrap", env)
     (root.dir / "zz_local_backend_override.tf").write_text(LOCAL_BACKEND_OVERRIDE)
+    for tf in (root, bootstrap):  # the pinned code's single attempt, raised as the current code does
+        (tf.dir / "zz_emulated_retry_override.tf").write_text(EMULATED_RETRY_OVERRIDE)
     publish_ami_parameter(moto_server, account)
     var_file = base / "pre-module.tfvars.json"
     var_file.write_text(json.dumps(moto_root_vars(moto_server, base, PRE_MODULE_NAME, "git.pre.test"), indent=2))

@@ -16,7 +16,7 @@ from pathlib import Path
 import hcl2
 import pytest
 from hcl2 import SerializationOptions
-from tf_support import TF_SRC
+from tf_support import EMULATED_MAX_RETRIES, TF_SRC
 
 pytestmark = pytest.mark.terraform
 
@@ -167,6 +167,15 @@ def test_default_tags_on_every_provider_and_merged_once():
         # var.tags is read in exactly one place: local.tags.
         uses = sum(p.read_text().count("var.tags") for p in ROOTS[root].glob("*.tf") if p.name != "variables.tf")
         assert uses == 1, f"{root}: var.tags used {uses} times outside variables.tf (merge tags in one place)"
+
+
+def test_emulated_aws_gets_retries_and_production_the_provider_default():
+    """One attempt made a connection moto dropped mid-answer fail a whole apply (CI, stop 20)."""
+    for root in ROOTS:
+        providers = [body for block in MODULES[root].get("provider", []) for name, body in block.items()
+                     if name == "aws"]
+        assert [body.get("max_retries") for body in providers] == \
+            [f"${{local.emulated ? {EMULATED_MAX_RETRIES} : null}}"], f"{root}: max_retries"
 
 
 ################################################################################

@@ -54,6 +54,15 @@ resource "aws_s3_bucket" "protected" {
 }
 """
 
+# What providers.tf gives emulated AWS since PRE_MODULE_COMMIT's single attempt: one connection
+# moto dropped mid-answer failed a whole apply (test_tf_policy checks the two agree).
+EMULATED_MAX_RETRIES = 3
+EMULATED_RETRY_OVERRIDE = f"""
+provider "aws" {{
+  max_retries = {EMULATED_MAX_RETRIES}
+}}
+"""
+
 LOCAL_BACKEND_OVERRIDE = """
 terraform {
   backend "local" {}
