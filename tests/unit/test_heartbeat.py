@@ -8,8 +8,6 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import datetime
-import importlib.machinery
-import importlib.util
 import io
 import json
 import os
@@ -21,20 +19,10 @@ import pytest
 
 from tasks import REPO, settings
 from tasks import heartbeat as task
+from tests.unit.load import load_file
 from tests.unit.render import sample_data
 
-
-def _load_job():
-    """files/heartbeat/gitea-heartbeat, imported from its file (a program: no .py suffix)."""
-    path = REPO / "files/heartbeat/gitea-heartbeat"
-    loader = importlib.machinery.SourceFileLoader("gitea_heartbeat", str(path))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
-    sys.modules[loader.name] = module  # dataclasses look their module up there
-    loader.exec_module(module)
-    return module
-
-
-job = _load_job()
+job = load_file("files/heartbeat/gitea-heartbeat", "gitea_heartbeat")  # a program: no .py suffix
 
 # Emulated AWS, as the lab has it, and production (Terraform's outputs, the instance role).
 LAB = {"aws_region": "us-east-1", "s3_endpoint": "http://127.0.0.1:5050", "backup_s3_bucket": "lab-backups",

@@ -3,8 +3,6 @@ deploy writes, the unit drop-ins, the container metrics program, the settings' c
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import subprocess
 import sys
 
@@ -13,6 +11,7 @@ import yaml
 
 from tasks import REPO, monitoring
 from tasks.settings import SettingsError, validate
+from tests.unit.load import load_file
 from tests.unit.render import render, sample_data
 
 JOBS = ["prometheus", "node", "gitea", "postgres", "nginx", "blackbox", "alertmanager", "blackbox_https",
@@ -147,12 +146,7 @@ def test_the_defaults_pass():
 
 
 def _metrics_program():
-    path = str(REPO / "files/monitoring/gitea-deploy-container-metrics")
-    loader = importlib.machinery.SourceFileLoader("container_metrics", path)
-    spec = importlib.util.spec_from_loader("container_metrics", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load_file("files/monitoring/gitea-deploy-container-metrics", "container_metrics")
 
 
 def test_container_metrics_follow_the_textfile_contract(tmp_path):
