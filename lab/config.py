@@ -38,9 +38,20 @@ REGISTRY_CONTAINER = "gitea-lab-registry"
 REGISTRY_VOLUME = "gitea-lab-registry-data"
 REGISTRY_IN_HOST = "127.0.0.1:5000"
 
+# The Gitea stand-in tags the lab registry holds: one Dockerfile (lab/images/gitea-standin), built
+# per tag with GITEA_STANDIN_VERSION=<tag>+standin plus these build args (its README, "Versions").
+# Deploys use STANDIN_GITEA_DEFAULT; the others let an updater be tested (issue 12).
+STANDIN_GITEA_DEFAULT = "1.27.3"
+STANDIN_GITEA_TAGS = {
+    "1.27.3": {},                                                  # N: what deploys use
+    "1.27.4": {},                                                  # N+1: same line and schema, healthy
+    "1.27.5": {"GITEA_STANDIN_FAULT": "unhealthy-after-migrate"},  # N+2: migrates, then healthz 500
+    "1.28.0": {},                                                  # next minor line: migrates, healthy
+}
+
 # Images the deploy pulls inside a host. state key -> (lab image dir, repository, tag)
 STANDIN_IMAGES = {
-    "gitea": ("gitea-standin", "lab/gitea-standin", "1.27.3"),
+    "gitea": ("gitea-standin", "lab/gitea-standin", STANDIN_GITEA_DEFAULT),
     "postgres": ("postgres", "lab/postgres", "17"),
 }
 # LAB_IMAGES=upstream: the real pinned references production uses (its defaults), pulled from

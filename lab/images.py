@@ -3,12 +3,14 @@
 - ``base``: a debootstrap'd Debian 13 (trixie) rootfs imported as an image that boots systemd;
   tag = hash of the debootstrap recipe.
 - every ``lab/images/<name>/Dockerfile`` (``ARG BASE`` / ``FROM ${BASE}``), built with
-  ``--build-arg BASE=<base tag>``; tag = hash of that directory's files + the base tag.
+  ``--build-arg BASE=<base tag>``; tag = hash of that directory's files + the base tag (+ the
+  build args a caller gives: the Gitea stand-in is built once per registry tag from one Dockerfile).
 """
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -38,10 +40,13 @@ def recipe_hash(recipe: dict) -> str:
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def dir_hash(path: Path, base_tag: str) -> str:
-    """Hash of every file under path (relative name, exec bit, content) plus the base tag."""
+def dir_hash(path: Path, base_tag: str, build_args: dict[str, str] | None = None) -> str:
+    """Hash of every file under path (relative name, exec bit, content) plus the base tag and any
+    build args (none: the same hash as before build args existed, so other tags stay)."""
     h = hashlib.sha256()
     h.update(f"base={base_tag}\0".encode())
+    for k, v in sorted((build_args or {}).items()):
+        h.update(f"arg:{k}={v}\0".encode())
     for root, dirs, files in os.walk(path):
         dirs[:] = sorted(d for d in dirs if d not in _IGNORED)
         for f in sorted(files):
@@ -68,18 +73,19 @@ def available() -> list[str]:
     return ["base"] + sorted(p.parent.name for p in IMAGES_DIR.glob("*/Dockerfile"))
 
 
-def tag_for(name: str) -> str:
+def tag_for(name: str, build_args: dict[str, str] | None = None) -> str:
     if name == "base":
         return base_tag()
     d = image_dir(name)
     if not (d / "Dockerfile").is_file():
         raise LabError(f"no lab image {name!r}: {d}/Dockerfile does not exist")
-    return f"{IMAGE_REPO}/{name}:{dir_hash(d, base_tag())}"
+    return f"{IMAGE_REPO}/{name}:{dir_hash(d, base_tag(), build_args)}"
 
 
-def ensure(name: str) -> str:
-    """Build the lab image `name` if its content tag does not exist yet; return the tag."""
-    tag = tag_for(name)
+def ensure(name: str, build_args: dict[str, str] | None = None) -> str:
+    """Build the lab image `name` (with these --build-arg values) if its content tag does not
+    exist yet; return the tag."""
+    tag = tag_for(name, build_args)
     if image_id(tag):
         return tag
     with locked(f"image-{name}"):
@@ -88,7 +94,7 @@ def ensure(name: str) -> str:
         if name == "base":
             _build_base(tag)
         else:
-            _build_dir(name, tag, ensure("base"))
+            _build_dir(name, tag, ensure("base"), build_args or {})
     return tag
 
 
@@ -133,16 +139,19 @@ def _build_base(tag: str) -> None:
     say(f"built {tag} in {t}")
 
 
-def _build_dir(name: str, tag: str, base: str) -> None:
+def _build_dir(name: str, tag: str, base: str, build_args: dict[str, str]) -> None:
     t = Timer()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = LOG_DIR / f"build-{name}.log"
-    say(f"building {tag} (log: {log})")
+    # one log per variant, e.g. build-gitea-standin-1.27.4+standin.log
+    variant = re.sub(r"[^A-Za-z0-9.+_-]", "_", "".join(f"-{v}" for _, v in sorted(build_args.items()) if v))
+    log = LOG_DIR / f"build-{name}{variant}.log"
+    args = [a for k, v in sorted(build_args.items()) for a in ("--build-arg", f"{k}={v}")]
+    say(f"building {tag}{' with ' + ' '.join(args[1::2]) if args else ''} (log: {log})")
     env = dict(os.environ, DOCKER_BUILDKIT="0")  # the classic builder: uses local images as FROM, never pulls
     with open(log, "w") as fh:
         try:
             cp = subprocess.run(
-                ["docker", "build", "--build-arg", f"BASE={base}", "--label", f"{IMAGE_REPO}.lab-image={name}",
+                ["docker", "build", "--build-arg", f"BASE={base}", *args, "--label", f"{IMAGE_REPO}.lab-image={name}",
                  "-t", tag, str(image_dir(name))],
                 stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, timeout=BUILD_TIMEOUT,
             )

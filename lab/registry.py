@@ -14,6 +14,7 @@ from lab.config import (
     REGISTRY_IN_HOST,
     REGISTRY_VOLUME,
     SIDECAR_TIMEOUT,
+    STANDIN_GITEA_TAGS,
     STANDIN_IMAGES,
     UPSTREAM_IMAGES,
 )
@@ -28,6 +29,29 @@ def references(mode: str) -> dict[str, str]:
     if mode == "upstream":
         return dict(UPSTREAM_IMAGES)
     return {key: f"{REGISTRY_IN_HOST}/{repo}:{tag}" for key, (_, repo, tag) in STANDIN_IMAGES.items()}
+
+
+def gitea_build_args(tag: str) -> dict[str, str]:
+    """The --build-arg values of the Gitea stand-in pushed as lab/gitea-standin:<tag>."""
+    return {"GITEA_STANDIN_VERSION": f"{tag}+standin", **STANDIN_GITEA_TAGS[tag]}
+
+
+def standin_builds() -> list[tuple[str, dict[str, str], str, str]]:
+    """What the lab registry holds: (lab image dir, build args, repository, tag); the Gitea stand-in
+    once per STANDIN_GITEA_TAGS entry, every other stand-in once."""
+    builds = []
+    for key, (name, repo, rtag) in STANDIN_IMAGES.items():
+        if key == "gitea":
+            builds += [(name, gitea_build_args(t), repo, t) for t in STANDIN_GITEA_TAGS]
+        else:
+            builds.append((name, {}, repo, rtag))
+    return builds
+
+
+def gitea_references() -> dict[str, str]:
+    """Every Gitea stand-in tag in the lab registry, as a host pulls it: tag -> reference."""
+    _, repo, _ = STANDIN_IMAGES["gitea"]
+    return {t: f"{REGISTRY_IN_HOST}/{repo}:{t}" for t in STANDIN_GITEA_TAGS}
 
 
 def ensure_volume() -> None:
@@ -91,11 +115,12 @@ def pushed_config_digest(port: int, repo: str, tag: str) -> str | None:
 
 
 def publish_standins() -> dict[str, str]:
-    """Build the stand-in images and push each to the lab registry unless it already holds that digest."""
+    """Build the stand-in images and push each to the lab registry unless it already holds that digest.
+    The Gitea stand-in's tags share every layer, so each extra push only uploads its config."""
     with locked("registry"):
         port = ensure_outer()
-        for name, repo, rtag in STANDIN_IMAGES.values():
-            local = images.ensure(name)
+        for name, build_args, repo, rtag in standin_builds():
+            local = images.ensure(name, build_args)
             want = image_id(local)
             if pushed_config_digest(port, repo, rtag) == want:
                 continue

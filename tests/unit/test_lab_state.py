@@ -49,6 +49,16 @@ def test_dir_hash_ignores_caches(tmp_path):
     assert images.dir_hash(d, "b:1") == h
 
 
+def test_dir_hash_covers_build_args_and_keeps_argless_tags(tmp_path):
+    d = _tree(tmp_path, {"Dockerfile": "x"})
+    h = images.dir_hash(d, "b:1")
+    assert images.dir_hash(d, "b:1", {}) == h, "images built without args keep their tags"
+    one = images.dir_hash(d, "b:1", {"V": "1.27.3+standin"})
+    assert len({h, one, images.dir_hash(d, "b:1", {"V": "1.27.4+standin"}),
+                images.dir_hash(d, "b:1", {"V": "1.27.3+standin", "F": "x"})}) == 4
+    assert images.dir_hash(d, "b:1", {"A": "1", "B": "2"}) == images.dir_hash(d, "b:1", {"B": "2", "A": "1"})
+
+
 def test_recipe_hash_follows_the_recipe():
     r = dict(images.BASE_RECIPE)
     assert images.recipe_hash(r) == images.recipe_hash(dict(reversed(list(r.items()))))
@@ -198,6 +208,29 @@ def test_upstream_references_are_pinned():
     for ref in registry.references("upstream").values():
         assert ":" in ref.rsplit("/", 1)[-1] and not ref.endswith(":latest")
     assert registry.references("standin") == TOP["images"]
+
+
+def test_gitea_standin_update_tags_in_the_registry():
+    """Issue 12's ladder: each STANDIN_GITEA_TAGS entry is one build of lab/images/gitea-standin,
+    pushed as lab/gitea-standin:<tag> with its version (and fault) as build args; deploys keep 1.27.3."""
+    from lab import registry
+
+    assert list(config.STANDIN_GITEA_TAGS) == ["1.27.3", "1.27.4", "1.27.5", "1.28.0"]
+    assert registry.references("standin")["gitea"] == "127.0.0.1:5000/lab/gitea-standin:1.27.3"
+    assert registry.gitea_references() == {t: f"127.0.0.1:5000/lab/gitea-standin:{t}"
+                                           for t in ("1.27.3", "1.27.4", "1.27.5", "1.28.0")}
+    gitea = [(args, repo, tag) for name, args, repo, tag in registry.standin_builds() if name == "gitea-standin"]
+    assert gitea == [
+        ({"GITEA_STANDIN_VERSION": "1.27.3+standin"}, "lab/gitea-standin", "1.27.3"),
+        ({"GITEA_STANDIN_VERSION": "1.27.4+standin"}, "lab/gitea-standin", "1.27.4"),
+        ({"GITEA_STANDIN_VERSION": "1.27.5+standin", "GITEA_STANDIN_FAULT": "unhealthy-after-migrate"},
+         "lab/gitea-standin", "1.27.5"),
+        ({"GITEA_STANDIN_VERSION": "1.28.0+standin"}, "lab/gitea-standin", "1.28.0"),
+    ]
+    assert ("postgres", {}, "lab/postgres", "17") in registry.standin_builds()
+    assert len({images.tag_for("gitea-standin", args) for args, _, _ in gitea}) == 4, "one local image per tag"
+    dockerfile = (images.image_dir("gitea-standin") / "Dockerfile").read_text()
+    assert all(f"ARG {k}" in dockerfile for args, _, _ in gitea for k in args)
 
 
 # --- engine start (fake docker/dockerd on PATH: no real engine touched) ------------------------------

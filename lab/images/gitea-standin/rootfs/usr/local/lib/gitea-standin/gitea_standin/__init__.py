@@ -9,4 +9,6 @@ Dockerfile for what is and is not implemented.
 import os
 
 VERSION = os.environ.get("GITEA_STANDIN_VERSION", "1.27.3+standin")
+# A fault baked into a lab-only build to test updates (schema.py, README "Versions"); "" = none.
+FAULT = os.environ.get("GITEA_STANDIN_FAULT", "")
 NAME = "Gitea stand-in (lab only)"

@@ -16,8 +16,8 @@ from contextlib import closing
 import psycopg2
 import psycopg2.errors
 
-# Stand-in's own schema number; it is not Gitea's migration counter.
-SCHEMA_VERSION = 1
+from . import schema
+
 HASH_ALGO = "pbkdf2$50000$50"
 
 # Gitea refuses these user names (models/user: reservedUsernames / reservedUserPatterns).
@@ -35,8 +35,10 @@ _NAME_BAD = re.compile(r"[-._]{2,}|[-._]$")
 _REPO_OK = re.compile(r"^[A-Za-z0-9_.-]+$")
 _EMAIL_OK = re.compile(r"^[^@\s]+@[^@\s]+$")
 
+# Gitea's models/migrations Version: one row, the last migration applied (see schema.py).
+VERSION_TABLE = 'CREATE TABLE IF NOT EXISTS "version" (id BIGSERIAL PRIMARY KEY, version BIGINT)'
+# Every stand-in release has the same tables: migrating only moves the version row.
 MIGRATIONS = """
-CREATE TABLE IF NOT EXISTS "version" (id BIGSERIAL PRIMARY KEY, version BIGINT);
 CREATE TABLE IF NOT EXISTS "user" (
     id BIGSERIAL PRIMARY KEY,
     lower_name VARCHAR(255) NOT NULL UNIQUE,
@@ -104,14 +106,24 @@ def ping(settings, timeout=3):
             cur.fetchone()
 
 
-def migrate(conn):
+def migrate(conn, expected):
+    """Start-up migration to database version `expected`, as Gitea's: a database at a higher
+    version raises schema.SchemaError before anything but the version table is touched.
+    Returns (what was done, the version found): ("fresh" | "current" | "migrate", int | None)."""
     with conn, conn.cursor() as cur:
         # one migrator at a time (web and a CLI call may race on a fresh database)
         cur.execute("SELECT pg_advisory_xact_lock(74617)")
+        cur.execute(VERSION_TABLE)
+        cur.execute('SELECT id, version FROM "version" ORDER BY id LIMIT 1')
+        row = cur.fetchone()
+        found = None if row is None else row[1] or 0
+        action = schema.plan(found, expected)
         cur.execute(MIGRATIONS)
-        cur.execute('SELECT count(*) FROM "version"')
-        if cur.fetchone()[0] == 0:
-            cur.execute('INSERT INTO "version" (version) VALUES (%s)', (SCHEMA_VERSION,))
+        if row is None:
+            cur.execute('INSERT INTO "version" (version) VALUES (%s)', (expected,))
+        elif action == "migrate":
+            cur.execute('UPDATE "version" SET version = %s WHERE id = %s', (expected, row[0]))
+    return action, found
 
 
 def check_schema(conn):

@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg2
 
-from . import NAME, VERSION, log, mail, store
+from . import FAULT, NAME, VERSION, log, mail, schema, store
 
 SSH_BANNER = b"SSH-2.0-Gitea-standin-lab\r\n"
 MAX_BODY = 1 << 20
@@ -54,6 +54,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     settings = None  # set by serve()
     mail_queue = None  # set by serve()
+    unhealthy = False  # set by serve() once the fault "unhealthy-after-migrate" has migrated
 
     # ------------------------------------------------------------ plumbing
 
@@ -247,13 +248,18 @@ a few of Gitea's endpoints so the deployment can be tested where Gitea itself ca
             db = {"status": "fail", "time": _now_rfc3339()}
             log.error("database ping failed with error: " + " ".join(str(e).split()), "healthcheck")
         cache = {"status": "pass", "time": _now_rfc3339()}
-        status = "pass" if db["status"] == "pass" else "fail"
+        status = "pass" if db["status"] == "pass" and not self.unhealthy else "fail"
         # key order and the indent are Gitea's (Go's json.MarshalIndent of its struct/map)
-        self._health({"status": status, "description": self.settings.app_name,
-                      "checks": {"cache:ping": [cache], "database:ping": [db]}})
+        payload = {"status": status, "description": self.settings.app_name,
+                   "checks": {"cache:ping": [cache], "database:ping": [db]}}
+        if self.unhealthy:
+            # the lab's broken release: the server runs, its health check fails (500) for good
+            log.error(f"health check failing: stand-in fault {FAULT}", "healthcheck")
+            return self._health(payload, 500)
+        self._health(payload)
 
-    def _health(self, payload):
-        code = 200 if payload["status"] in ("pass", "warn") else 424
+    def _health(self, payload, code=None):
+        code = code or (200 if payload["status"] in ("pass", "warn") else 424)
         self.send(code, json.dumps(payload, indent=2), "application/json")
 
     def metrics(self):
@@ -398,20 +404,28 @@ def prepare_dirs(settings):
         os.makedirs(d, exist_ok=True)
 
 
-def migrate_with_retry(settings):
-    """Like Gitea at start: DB_RETRIES attempts DB_RETRY_BACKOFF apart, then give up (exit 1)."""
+def migrate_with_retry(settings, expected):
+    """Like Gitea at start: DB_RETRIES attempts DB_RETRY_BACKOFF apart, then give up (exit 1); a
+    database a newer release migrated is fatal at once (Gitea's log.Fatal in Migrate)."""
     attempts, delay = max(settings.db_retries, 1), settings.db_retry_backoff
     last = None
     for i in range(attempts):
         try:
             with closing(store.connect(settings)) as conn:
-                store.migrate(conn)
-                return
+                action, found = store.migrate(conn, expected)
+        except schema.SchemaError as e:
+            log.fatal(f"Migration Error: {e}", "migrations")
         except psycopg2.Error as e:
             last = " ".join(str(e).split())
             log.info(f"ORM engine initialization attempt #{i + 1}/{attempts} failed: {last}", "db")
             if i + 1 < attempts:
                 time.sleep(delay)
+            continue
+        if action == "migrate":
+            log.info(f"Migration: database version {found} -> {expected} ({VERSION})", "migrations")
+        elif action == "fresh":
+            log.info(f"Fresh database: version {expected} recorded ({VERSION})", "migrations")
+        return
     log.fatal(f"ORM engine initialization failed: {last}", "db")
 
 
@@ -420,8 +434,15 @@ def serve(settings, port=None):
     log.info(f"app.ini: {settings.path}, work path: {settings.work_path}", "cmd")
     if settings.install_lock:
         settings.require_installed()
-        migrate_with_retry(settings)
+        try:
+            expected = schema.expected_version(VERSION, FAULT)
+        except schema.SchemaError as e:
+            log.fatal(str(e), "migrations")
+        migrate_with_retry(settings, expected)
         prepare_dirs(settings)
+        if FAULT == "unhealthy-after-migrate":
+            log.warn(f"stand-in fault {FAULT}: database at version {expected}; /api/healthz answers 500", "cmd")
+            Handler.unhealthy = True
     else:
         log.warn("INSTALL_LOCK is false: installation stage (the stand-in has no installer)", "cmd")
 
