@@ -1,8 +1,8 @@
 """Take a Debian 13 host to Gitea behind HTTPS. Run: pyinfra inventories/<env>.py deploy.py
 
 Every stage is one concern under tasks/; the order matters: every stage's packages first (one apt
-transaction), the engine before the stack, the stack's secrets before the stack, the stack before
-nginx proxies to it.
+transaction), the engine before the stack, the stack's secrets and the programs an image update
+runs through (gitea-update) before the stack, the stack before nginx proxies to it.
 """
 
 from pyinfra import host
@@ -20,6 +20,7 @@ from tasks.nginx import nginx
 from tasks.node_exporter import node_exporter
 from tasks.packages import packages
 from tasks.secrets import secrets
+from tasks.updates import update_programs
 
 tcp_nodelay()  # ~46 ms -> ~3 ms a remote command (tasks/common.py)
 # Inventories validate before connecting; this catches `--data` overrides too, before any op runs.
@@ -30,6 +31,7 @@ packages()
 base()
 docker()
 secrets()
+update_programs()
 gitea()
 nginx()
 node_exporter()

@@ -31,6 +31,7 @@ LIB_DIR = "/usr/local/lib/gitea-deploy"
 CONFIG_DIR = "/etc/gitea-deploy"
 CREDENTIALS_FILE = f"{CONFIG_DIR}/aws-credentials"
 ENV_FILE = f"{CONFIG_DIR}/backup.env"
+# Installed by tasks/updates.py (before the stack, which an image update runs through them).
 MODULES = ("gitea_backup.py", "gitea_restore.py")
 PROGRAMS = ("gitea-backup", "gitea-restore")
 RESUME_UNIT = "gitea-backup-resume.service"
@@ -196,9 +197,11 @@ def configuration_directory(data) -> None:
                      dest=CREDENTIALS_FILE, mode="600")
 
 
-def render_env(rows: list[tuple[str, str, str]]) -> str:
-    """KEY=value lines, each value shell-quoted (gitea_backup.parse_env and sh read them alike)."""
-    lines = ["# Managed by gitea-deploy (tasks/backup.py): read by gitea-backup and gitea-restore, which",
+def render_env(rows: list[tuple[str, str, str]], readers: str = "tasks/backup.py): read by gitea-backup and "
+               "gitea-restore") -> str:
+    """KEY=value lines, each value shell-quoted (gitea_backup.parse_env and sh read them alike).
+    `readers`: which stage writes the file and which programs read it, for its header."""
+    lines = [f"# Managed by gitea-deploy ({readers}, which",
              "# have no defaults of their own. No secret values here: only the paths of the files that",
              "# hold them (root-only)."]
     for key, value, comment in rows:
@@ -255,7 +258,8 @@ class BackupRepositories(FactBase):
     not answer right now is the backup job's alert (its metrics), not a change to make."""
 
     def command(self) -> str:
-        return "gitea-backup status 2>/dev/null || true"
+        # No configuration yet (a first deploy asks before this stage wrote it): nothing to say.
+        return f"[ ! -f {ENV_FILE} ] || gitea-backup status 2>/dev/null || true"
 
     def process(self, output: list[str]) -> dict[str, str]:
         return dict(line.split(" ", 1) for line in output if " " in line)
@@ -266,7 +270,7 @@ class BackupPasswordInSsm(FactBase):
     (an SSM that does not answer is left to the host checks, which want "same")."""
 
     def command(self) -> str:
-        return "gitea-backup password status 2>/dev/null || true"
+        return f"[ ! -f {ENV_FILE} ] || gitea-backup password status 2>/dev/null || true"
 
     def process(self, output: list[str]) -> str:
         return output[-1].strip() if output else ""
@@ -300,14 +304,7 @@ def backup():
     ssm = ssm_parameter(data)
     snapshot.service(name="cron running", service="cron", running=True, enabled=True)
 
-    snapshot.directory(name="Backup job's code", path=LIB_DIR, mode="755")
-    for name in MODULES:
-        snapshot.put(name=f"Install {name}", src=str(REPO / "files/backup" / name), dest=f"{LIB_DIR}/{name}",
-                     mode="644")
-    for name in PROGRAMS:
-        snapshot.put(name=f"Install {name}", src=str(REPO / "files/backup" / name), dest=f"/usr/local/sbin/{name}",
-                     mode="755")
-
+    # gitea-backup and gitea-restore themselves: installed by tasks/updates.py, before the stack.
     password = password_file(data)
     configuration_directory(data)
     env = render_env(backup_env(data))

@@ -36,6 +36,11 @@ def database(data) -> dict:
     }
 
 
+def pg_version_file(data) -> str:
+    """PostgreSQL's own record of the data directory's major version (tasks/updates.py reads it)."""
+    return f"{data.get('data_root')}/postgres/PG_VERSION"
+
+
 def db_address(data) -> str:
     """The db service's fixed address on the Compose network: the subnet's last host address (Docker
     gives the others from the bottom; validation keeps the subnet /28 or larger). The host routes to
@@ -128,9 +133,13 @@ def environment(data) -> dict[str, str]:
     return {**own, **operator.environment}
 
 
-def contexts(data) -> dict[str, dict]:
-    """The compose template's context beyond host data (the unit tests render with it too)."""
+def contexts(data, images: dict[str, str] | None = None) -> dict[str, dict]:
+    """The compose template's context beyond host data (the unit tests render with it too).
+    `images`: service -> image, as tasks/updates.py decided (default: the inventory's pins)."""
+    from tasks.updates import wanted_images  # tasks.updates imports tasks.backup, which imports this
+
     return {"gitea/compose.yaml.j2": {
+        "images": images or wanted_images(data),
         "secrets_dir": secrets_dir(data),
         "secret_names": sorted(layout(data)),
         "gitea_secret_names": gitea_secret_names(data),
@@ -297,27 +306,38 @@ def gitea():
 
     grafana.grafana_files()  # before the compose file, which carries their digest
 
-    snapshot.template(
-        name="Compose file",
-        src=template("gitea/compose.yaml.j2"),
-        dest=compose_file(host.data),
-        mode="644",
-        **contexts(host.data)["gitea/compose.yaml.j2"],
-    )
+    # Which images: the inventory's pins, less what gitea-update found broken; refused here (before
+    # any operation has run) when they would downgrade Gitea or change PostgreSQL's major.
+    from tasks import updates  # it imports tasks.backup, which imports this module
 
-    # `up` recreates only the services whose definition changed; --wait returns once both are
-    # healthy (Gitea's /api/healthz passes), so the admin step below can talk to it. It runs
-    # whenever a service's running container differs from the file (StaleServices), however the
-    # difference came about: this run's change, an earlier run killed before `up`, a stopped
-    # container.
-    stale = snapshot.system(StaleServices, config_cmd=compose("config --hash '*'"),
-                            ps_cmd=compose("ps -q --status running"))
-    server.shell(
-        # Named with what it waits for and how long at most: the longest step of a first deploy.
-        name=f"Start the stack (pulls missing images, then waits up to {STACK_WAIT} s for healthy)",
-        commands=[after_backup_pause(compose(f"up -d --wait --wait-timeout {STACK_WAIT} --remove-orphans"))],
-        _if=lambda: bool(stale()),
-    )
+    plan = updates.host_plan()
+    context = contexts(host.data, plan.images)["gitea/compose.yaml.j2"]
+    if plan.update:
+        # Another image than a container was made from: never a plain `up`. The file goes beside the
+        # live one, and gitea-update takes it through backup, pull, up, checks or rollback.
+        snapshot.template(name="Compose file for the update", src=template("gitea/compose.yaml.j2"),
+                          dest=updates.next_compose(host.data), mode="644", **context)
+        server.shell(
+            name=f"Update the stack to {', '.join(sorted(set(plan.images.values())))} (gitea-update: pre-update "
+                 f"backup, health checks, rollback on failure)",
+            commands=[after_backup_pause("gitea-update apply")],
+        )
+    else:
+        snapshot.template(name="Compose file", src=template("gitea/compose.yaml.j2"), dest=compose_file(host.data),
+                          mode="644", **context)
+        # `up` recreates only the services whose definition changed; --wait returns once both are
+        # healthy (Gitea's /api/healthz passes), so the admin step below can talk to it. It runs
+        # whenever a service's running container differs from the file (StaleServices), however the
+        # difference came about: this run's change, an earlier run killed before `up`, a stopped
+        # container.
+        stale = snapshot.system(StaleServices, config_cmd=compose("config --hash '*'"),
+                                ps_cmd=compose("ps -q --status running"))
+        server.shell(
+            # Named with what it waits for and how long at most: the longest step of a first deploy.
+            name=f"Start the stack (pulls missing images, then waits up to {STACK_WAIT} s for healthy)",
+            commands=[after_backup_pause(compose(f"up -d --wait --wait-timeout {STACK_WAIT} --remove-orphans"))],
+            _if=lambda: bool(stale()),
+        )
 
     admin = host.data.gitea_admin_username
     password_file = f"{secrets_dir(host.data)}/admin_password"

@@ -98,6 +98,10 @@ SETTINGS: tuple[Setting, ...] = (
             pinned_image),
     Setting("postgres_image", "gitea", str, "docker.io/library/postgres:17.6-trixie",
             "PostgreSQL image. Pin the major: a major bump needs a dump and restore.", pinned_image),
+    Setting("gitea_allow_downgrade", "gitea", bool, False,
+            "Let gitea_image name an older Gitea than the one that ran on this data. Gitea migrates its "
+            "database one way: only together with restoring the backup taken before the upgrade "
+            "(docs/runbooks/upgrade.md, 'Downgrade'); set it back to false afterwards."),
     Setting("data_root", "gitea", str, "/srv/gitea",
             "Everything the stack keeps (compose file, secrets, repositories, database).", absolute_path),
     Setting("gitea_http_port", "gitea", int, 3000, "Host port for Gitea's HTTP, bound to 127.0.0.1 only.", port),

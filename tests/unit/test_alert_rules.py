@@ -27,6 +27,7 @@ ALERTS = {
     "HttpsProbeFailing": "critical", "GitSshProbeFailing": "critical", "BackupTooOld": "critical",
     "BackupFailed": "warning", "ResticCheckFailed": "critical", "RebootRequired": "warning",
     "PrometheusRuleFailures": "warning", "AlertmanagerNotificationsFailing": "critical",
+    "GiteaUpdateFailed": "warning",
 }
 # The scrape job names of the fixed interface.
 JOBS = {"prometheus", "node", "gitea", "postgres", "nginx", "blackbox", "blackbox_https", "blackbox_git_ssh",

@@ -20,7 +20,7 @@ sys.path.insert(0, {repo!r})
 from tests.unit.render import sample_data
 hosts = [("@fake/fresh", {{**sample_data(**{values!r}), "fake_delay": 0, "fake_delay_jitter": 0}})]
 """
-STAGES = ["Packages", "Base system", "Docker engine", "Secrets", "Gitea stack", "Nginx and TLS", "Node exporter",
+STAGES = ["Packages", "Base system", "Docker engine", "Secrets", "Update programs", "Gitea stack", "Nginx and TLS", "Node exporter",
           "Monitoring", "Alerting", "Heartbeat", "Backups"]
 
 

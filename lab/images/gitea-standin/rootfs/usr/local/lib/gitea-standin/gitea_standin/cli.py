@@ -34,9 +34,10 @@ COMMANDS = {
     ("generate", "secret"): {},
     ("hook",): {},
     ("config", "edit-ini"): {"in-place": "bool", "apply-env": "bool", "out": "str", "config-keep-keys": "str"},
+    ("doctor", "check"): {"all": "bool", "fix": "bool"},
 }
-GROUPS = {(), ("admin",), ("admin", "user"), ("admin", "regenerate"), ("generate",), ("config",)}
-NOT_IMPLEMENTED = {"dump", "restore-repo", "dump-repo", "doctor", "migrate", "serv", "keys", "manager",
+GROUPS = {(), ("admin",), ("admin", "user"), ("admin", "regenerate"), ("generate",), ("config",), ("doctor",)}
+NOT_IMPLEMENTED = {"dump", "restore-repo", "dump-repo", "migrate", "serv", "keys", "manager",
                    "embedded", "migrate-storage", "actions", "cert", "docs"}
 
 
@@ -218,6 +219,29 @@ def cmd_regenerate_hooks(flags, args):
         store.write_hooks(s, path)
 
 
+def cmd_doctor_check(flags, args):
+    """`gitea doctor check` with its default checks, as far as the stand-in has them: the
+    configuration loads, the database answers and is at this release's version (Gitea's
+    check-db-version: "[E] ..." and exit 1 otherwise), the repository root exists. Output shaped
+    like Gitea's; an update's post-checks run it (files/updates/gitea_update.py)."""
+    from . import FAULT, schema
+
+    s = load_settings(flags)
+    print("[1] Check paths and basic configuration")
+    print(f' - [I] Configuration File Path:    "{s.path}"')
+    print("[2] Check Database Version")
+    with closing(open_db(s)) as conn:
+        found = store.database_version(conn)
+    expected = schema.expected_version(VERSION, FAULT)
+    if found != expected:
+        print(f" - [E] Expected database version: {expected}, but found: {found}. Please run `gitea migrate`")
+        print("ERROR: some checks failed (checks: 2)")
+        return 1
+    print(f" - [I] database version {found} is what this release expects")
+    print("All done (checks: 2).")
+    return 0
+
+
 def cmd_generate_secret(flags, args):
     generators = {
         "SECRET_KEY": config.new_secret_key,
@@ -319,6 +343,7 @@ HANDLERS = {
     ("generate", "secret"): cmd_generate_secret,
     ("hook",): cmd_hook,
     ("admin", "sendmail"): cmd_sendmail,
+    ("doctor", "check"): cmd_doctor_check,
     ("config", "edit-ini"): cmd_edit_ini,
 }
 
@@ -341,14 +366,15 @@ def main(argv):
     handler = HANDLERS.get(path)
     if handler is None or flags.get("help"):
         print("Gitea stand-in (lab only), NOT Gitea. Commands: web; admin user create|list|change-password;"
-              " admin regenerate hooks; admin sendmail; generate secret KEY; hook NAME; config edit-ini",
+              " admin regenerate hooks; admin sendmail; generate secret KEY; hook NAME; config edit-ini;"
+              " doctor check",
               file=sys.stderr)
         return 0 if flags.get("help") else 1
     try:
-        handler(flags, args)
+        status = handler(flags, args)  # None: done (the commands that only fail by raising)
     except store.StoreError as e:
         print(f"Command error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    return 0
+    return status or 0

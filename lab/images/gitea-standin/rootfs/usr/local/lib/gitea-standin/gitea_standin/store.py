@@ -126,6 +126,17 @@ def migrate(conn, expected):
     return action, found
 
 
+def database_version(conn):
+    """The version row's number (None: no row yet)."""
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('public.\"version\"') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return None
+        cur.execute('SELECT version FROM "version" ORDER BY id LIMIT 1')
+        row = cur.fetchone()
+        return None if row is None else row[0]
+
+
 def check_schema(conn):
     """CLI commands do not migrate (Gitea's do not either): fail like a missing table would."""
     with conn, conn.cursor() as cur:

@@ -1,0 +1,210 @@
+"""Image updates: which images the stack should run, what is refused, and the host programs that
+change them safely (gitea-update, with the backup job's gitea-backup and gitea-restore).
+
+An image change is never a plain `compose up`: when the images the deploy wants differ from the
+ones the stack's containers were made from, the compose file goes beside the live one
+(compose.next.yaml) and `gitea-update apply` takes it through backup, pull, up, checks and, on
+failure, rollback (files/updates/gitea_update.py). Refused before any host is touched: a Gitea
+older than the one that ran on this data, and a PostgreSQL major other than the data's.
+docs/concepts/updates.md explains the design, docs/runbooks/upgrade.md the operator's side.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shlex
+import sys
+from dataclasses import dataclass, field
+from io import StringIO
+
+from pyinfra import host, logger
+from pyinfra.api import FactBase, deploy
+from pyinfra.api.exceptions import DeployError
+
+from tasks import backup, snapshot
+from tasks.backup import CONFIG_DIR, LIB_DIR, STATE_DIR, configuration_directory, render_env
+from tasks.common import REPO
+
+UPDATE_DIR = REPO / "files/updates"
+ENV_FILE = f"{CONFIG_DIR}/update.env"
+STATE_FILE = f"{STATE_DIR}/update.json"
+METRICS_NAME = "gitea_update.prom"
+MODULES = ("gitea_update.py", "gitea_registry.py")
+PROGRAM = "gitea-update"
+PROJECT = "gitea"  # templates/gitea/compose.yaml.j2's `name:`: Compose labels its containers with it
+
+
+def _registry():
+    """files/updates/gitea_registry.py, which also runs on the host: one version grammar for both."""
+    if "gitea_registry" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("gitea_registry", UPDATE_DIR / "gitea_registry.py")
+        sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # dataclasses look their module up there
+        spec.loader.exec_module(sys.modules[spec.name])
+    return sys.modules["gitea_registry"]
+
+
+registry = _registry()
+
+
+def next_compose(data) -> str:
+    return f"{data.get('data_root')}/compose.next.yaml"
+
+
+def previous_compose(data) -> str:
+    return f"{data.get('data_root')}/compose.previous.yaml"
+
+
+def metrics_file(data) -> str:
+    return f"{data.get('node_exporter_textfile_dir').rstrip('/')}/{METRICS_NAME}"
+
+
+def update_env(data) -> list[tuple[str, str, str]]:
+    """update.env as (key, value, comment) rows: what gitea-update reads beyond backup.env."""
+    from tasks.monitoring import PROBE_CA_FILE  # tasks.monitoring imports the stack's modules
+
+    def u(key: str) -> str:
+        return f"GITEA_UPDATE_{key}"
+
+    return [
+        (u("NEXT_COMPOSE"), next_compose(data), "The compose file the deploy wants; an update makes it the live one."),
+        (u("PREVIOUS_COMPOSE"), previous_compose(data), "The live file as it was, while an update runs."),
+        (u("STATE_FILE"), STATE_FILE, "Pending update, last outcome, images that failed."),
+        (u("METRICS_FILE"), metrics_file(data), "node_exporter's textfile collector reads it."),
+        (u("DOMAIN"), data.get("gitea_domain"), "healthz is checked through nginx under this name."),
+        (u("CA_FILE"), PROBE_CA_FILE if data.get("monitoring_tls_ca_bundle") else "",
+         "Empty: the system's CAs verify the served certificate."),
+    ]
+
+
+# --- what runs on the host -------------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    """The stack as the host has it: each service's container image, the PostgreSQL major of the
+    data directory (None: no cluster yet), and gitea-update's state."""
+
+    images: dict[str, str] = field(default_factory=dict)
+    pg_major: int | None = None
+    state: dict = field(default_factory=dict)
+
+
+class StackImages(FactBase):
+    """One command: the image of each container of the Compose project (running or not), the data
+    directory's PG_VERSION, gitea-update's state file."""
+
+    def command(self, pg_version_file: str, state_file: str) -> str:
+        labels = shlex.quote('{{index .Config.Labels "com.docker.compose.service"}} {{.Config.Image}}')
+        return (f"if command -v docker >/dev/null; then "
+                f"ids=$(docker ps -aq --filter label=com.docker.compose.project={PROJECT}); "
+                f"[ -z \"$ids\" ] || docker inspect --format {labels} $ids | sed 's/^/image /'; fi; "
+                f"[ ! -f {shlex.quote(pg_version_file)} ] || sed 's/^/pg /' {shlex.quote(pg_version_file)}; "
+                f"[ ! -f {shlex.quote(state_file)} ] || printf 'state %s\\n' \"$(tr -d '\\n' < {shlex.quote(state_file)})\"; "
+                f"true")
+
+    @staticmethod
+    def default() -> Seen:
+        return Seen()
+
+    def process(self, output: list[str]) -> Seen:
+        seen = Seen()
+        for line in output:
+            kind, _, rest = line.strip().partition(" ")
+            if kind == "image":
+                service, _, image = rest.partition(" ")
+                seen.images[service] = image
+            elif kind == "pg" and rest.strip().isdigit():
+                seen.pg_major = int(rest)
+            elif kind == "state" and rest:
+                seen.state = json.loads(rest)
+        return seen
+
+
+# --- the decision (pure, unit-tested) -------------------------------------------------------------
+
+
+def version(image: str) -> tuple[tuple[int, ...], str] | None:
+    """The tag's version, or None when the reference names none (a digest, an unversioned tag)."""
+    try:
+        return registry.parse_version(registry.parse_reference(image).tag)
+    except ValueError:
+        return None
+
+
+def wanted_images(data) -> dict[str, str]:
+    """service -> image as the inventory pins it."""
+    found = {"gitea": data.get("gitea_image")}
+    if not data.get("database_endpoint"):
+        found["db"] = data.get("postgres_image")
+    return found
+
+
+@dataclass
+class Plan:
+    images: dict[str, str]  # what the compose file names
+    update: bool  # goes through gitea-update (some container was made from another image)
+    kept: dict[str, str] = field(default_factory=dict)  # pinned image -> why the running one stays
+
+
+def plan(data, seen: Seen) -> Plan:
+    """The images to run, or DeployError for what must never be done without a person."""
+    wanted, kept = wanted_images(data), {}
+    if "db" in wanted and seen.pg_major is not None:
+        pg = version(wanted["db"])
+        if pg is None:
+            raise DeployError(f"postgres_image {wanted['db']}: its tag names no version, so its PostgreSQL major "
+                              f"cannot be checked against the data's ({seen.pg_major}); pin a {seen.pg_major}.x tag")
+        if pg[0][0] != seen.pg_major:
+            raise DeployError(
+                f"postgres_image {wanted['db']} is PostgreSQL {pg[0][0]}, but the data in "
+                f"{data.get('data_root')}/postgres is PostgreSQL {seen.pg_major}: a major upgrade is a dump and "
+                f"restore, never an image change (docs/runbooks/upgrade.md, 'PostgreSQL major'). Nothing was changed; "
+                f"pin a {seen.pg_major}.x image to go on")
+    running = seen.images.get("gitea")
+    if running and running != wanted["gitea"] and not data.get("gitea_allow_downgrade"):
+        now, then = version(running), version(wanted["gitea"])
+        if now and then and then[0] < now[0]:
+            raise DeployError(
+                f"gitea_image {wanted['gitea']} is older than {running}, which runs on this data: Gitea migrates "
+                f"its database one way, so a downgrade needs the backup taken before the upgrade "
+                f"(docs/runbooks/upgrade.md, 'Downgrade'). Nothing was changed")
+    failed = seen.state.get("failed") or {}
+    images = dict(wanted)
+    for service, image in wanted.items():
+        have = seen.images.get(service)
+        if image in failed and have and have != image:
+            images[service] = have
+            kept[image] = f"it failed its update on this host ({failed[image].get('why', '?')}); {have} stays"
+    changed = any(seen.images.get(s) and seen.images[s] != image for s, image in images.items())
+    return Plan(images, update=changed or bool(seen.state.get("pending")), kept=kept)
+
+
+def host_plan() -> Plan:
+    """This host's plan, asked of the host while the deploy is prepared: a refusal stops the run
+    before any operation has touched a host."""
+    from tasks.gitea import pg_version_file  # tasks.gitea imports this module
+
+    found = plan(host.data, host.get_fact(StackImages, pg_version_file=pg_version_file(host.data),
+                                          state_file=STATE_FILE))
+    for image, why in found.kept.items():
+        logger.warning(f"{host.name}: {image} is not deployed: {why}. `gitea-update forget-failure` on the "
+                       f"host lets the next deploy try it again")
+    return found
+
+
+@deploy("Update programs")
+def update_programs():
+    """gitea-update, gitea-backup and gitea-restore: before the stack, which an image change runs
+    through gitea-update (the backup stage configures the job they share)."""
+    data = host.data
+    snapshot.directory(name="Host programs' code", path=LIB_DIR, mode="755")
+    sources = {**{name: REPO / "files/backup" for name in (*backup.MODULES, *backup.PROGRAMS)},
+               **{name: UPDATE_DIR for name in (*MODULES, PROGRAM)}}
+    for name, source in sources.items():
+        program = not name.endswith(".py")
+        snapshot.put(name=f"Install {name}", src=str(source / name),
+                     dest=f"/usr/local/sbin/{name}" if program else f"{LIB_DIR}/{name}", mode="755" if program else "644")
+    configuration_directory(data)
+    snapshot.put(name="Update configuration", src=StringIO(render_env(update_env(data), "tasks/updates.py): read by "
+                                                                      "gitea-update")), dest=ENV_FILE, mode="644")

@@ -1,0 +1,156 @@
+"""tasks/updates.py's decision and gitea_update.py's pure parts: which images run, what is refused.
+
+The sequence itself (backup, pull, up, checks, rollback) runs against real hosts in
+tests/lab/test_updates.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pyinfra.api.exceptions import DeployError
+
+from tasks import updates
+from tests.unit.load import load_file
+
+load_file("files/updates/gitea_registry.py", "gitea_registry")
+load_file("files/backup/gitea_backup.py", "gitea_backup")
+load_file("files/backup/gitea_restore.py", "gitea_restore")
+job = load_file("files/updates/gitea_update.py", "gitea_update")
+
+G = "docker.gitea.com/gitea:{}-rootless"
+P = "docker.io/library/postgres:{}-trixie"
+
+
+def data(**values):
+    return {"gitea_image": G.format("1.27.3"), "postgres_image": P.format("17.6"), "data_root": "/srv/gitea",
+            "database_endpoint": None, "gitea_allow_downgrade": False, **values}
+
+
+def seen(gitea=None, db=None, pg=None, **state):
+    images = {k: v for k, v in (("gitea", gitea), ("db", db)) if v}
+    return updates.Seen(images=images, pg_major=pg, state=state)
+
+
+def test_a_fresh_host_takes_the_pins_without_an_update():
+    plan = updates.plan(data(), seen())
+    assert plan.images == {"gitea": G.format("1.27.3"), "db": P.format("17.6")}
+    assert plan.update is False
+
+
+def test_the_running_images_need_no_update():
+    plan = updates.plan(data(), seen(G.format("1.27.3"), P.format("17.6"), 17))
+    assert plan.update is False
+
+
+@pytest.mark.parametrize("pins", [{"gitea_image": G.format("1.27.4")}, {"gitea_image": G.format("1.28.0")},
+                                  {"postgres_image": P.format("17.7")}])
+def test_a_changed_pin_goes_through_the_updater(pins):
+    plan = updates.plan(data(**pins), seen(G.format("1.27.3"), P.format("17.6"), 17))
+    assert plan.update is True
+    assert plan.images == updates.wanted_images(data(**pins))
+
+
+def test_an_interrupted_update_is_finished_by_the_updater():
+    plan = updates.plan(data(), seen(G.format("1.27.3"), P.format("17.6"), 17, pending={"to": {}}))
+    assert plan.update is True
+
+
+@pytest.mark.parametrize("older", ["1.27.2", "1.26.9", "0.9.0"])
+def test_a_gitea_downgrade_is_refused(older):
+    with pytest.raises(DeployError, match=r"older than .*1\.27\.3-rootless.*one way.*'Downgrade'.*Nothing was changed"):
+        updates.plan(data(gitea_image=G.format(older)), seen(G.format("1.27.3"), P.format("17.6"), 17))
+
+
+def test_a_downgrade_the_operator_allows_goes_through_the_updater():
+    plan = updates.plan(data(gitea_image=G.format("1.27.2"), gitea_allow_downgrade=True),
+                        seen(G.format("1.27.3"), P.format("17.6"), 17))
+    assert plan.update is True and plan.images["gitea"] == G.format("1.27.2")
+
+
+@pytest.mark.parametrize("pin", ["18.1-trixie", "16.4-trixie", "18"])
+def test_a_postgres_major_other_than_the_datas_is_refused(pin):
+    with pytest.raises(DeployError, match=r"is PostgreSQL 1[68], but the data in /srv/gitea/postgres is PostgreSQL 17: "
+                                          r"a major upgrade is a dump and restore"):
+        updates.plan(data(postgres_image=f"docker.io/library/postgres:{pin}"), seen(G.format("1.27.3"), P.format("17.6"), 17))
+
+
+def test_a_postgres_pin_without_a_version_is_refused_once_data_exists():
+    with pytest.raises(DeployError, match="names no version"):
+        updates.plan(data(postgres_image="docker.io/library/postgres@sha256:" + "a" * 64), seen(pg=17))
+
+
+def test_an_external_database_has_no_postgres_check():
+    plan = updates.plan(data(database_endpoint="db.example.org:5432", postgres_image=P.format("18.1")), seen(pg=17))
+    assert "db" not in plan.images
+
+
+def test_an_image_that_failed_here_is_not_tried_again():
+    failed = {G.format("1.27.5"): {"service": "gitea", "why": "healthz failed"}}
+    plan = updates.plan(data(gitea_image=G.format("1.27.5")), seen(G.format("1.27.4"), P.format("17.6"), 17, failed=failed))
+    assert plan.images["gitea"] == G.format("1.27.4")
+    assert plan.update is False
+    assert "healthz failed" in plan.kept[G.format("1.27.5")]
+
+
+def test_the_fact_reads_images_data_version_and_state():
+    state = {"failed": {"x": {}}, "last": {"outcome": "ok"}}
+    got = updates.StackImages().process([f"image gitea {G.format('1.27.3')}", f"image db {P.format('17.6')}",
+                                         "pg 17", f"state {json.dumps(state)}"])
+    assert got == updates.Seen({"gitea": G.format("1.27.3"), "db": P.format("17.6")}, 17, state)
+    assert updates.StackImages().process([]) == updates.Seen()
+
+
+def test_the_fact_quotes_its_paths():
+    command = updates.StackImages().command(pg_version_file="/srv/a b/postgres/PG_VERSION", state_file="/x/y'z")
+    assert "'/srv/a b/postgres/PG_VERSION'" in command and "'/x/y'\"'\"'z'" in command
+
+
+# --- gitea_update.py ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("output", "image", "ok"), [
+    ("Gitea version 1.27.4 built with GNU Make 4.4.1, go1.25.3 : bindata, sqlite", G.format("1.27.4"), True),
+    ("Gitea version 1.27.4+standin (lab stand-in, not Gitea) built with Python", "127.0.0.1:5000/lab/gitea-standin:1.27.4",
+     True),
+    ("Gitea version 1.27.3 built with GNU Make", G.format("1.27.4"), False),
+    ("", G.format("1.27.4"), False),
+    ("Gitea version", G.format("1.27.4"), False),
+])
+def test_the_reported_version_is_the_tags(output, image, ok):
+    assert job.reports_version(output, image) is ok
+
+
+def test_changed_images_names_each_service_that_moves():
+    assert job.changed_images({"gitea": "a:1", "db": "p:1"}, {"gitea": "a:2", "db": "p:1"}) == {"gitea": ("a:1", "a:2")}
+
+
+def test_metrics_say_whether_the_last_update_failed():
+    text = job.render_metrics({"last": {"outcome": "rolled-back", "ended": 100.0, "seconds": 42.5}, "last_success": 50})
+    assert "gitea_deploy_update_last_failed 1.000" in text
+    assert "gitea_deploy_update_last_run_timestamp_seconds 100.000" in text
+    assert "gitea_deploy_update_last_success_timestamp_seconds 50.000" in text
+    assert "gitea_deploy_update_last_failed 0.000" in job.render_metrics({"last": {"outcome": "ok"}})
+    assert "gitea_deploy_update_last_failed 0.000" in job.render_metrics({})
+
+
+def test_a_rolled_back_update_records_its_images_as_failed(tmp_path):
+    ucfg = job.UpdateConfig(str(tmp_path / "next"), str(tmp_path / "prev"), str(tmp_path / "state.json"),
+                            str(tmp_path / "m.prom"), "git.example.org", "")
+    state = {"pending": {"from": {"gitea": "g:1", "db": "p:1"}, "to": {"gitea": "g:2", "db": "p:1"}}}
+    job.finished(ucfg, state, "rolled-back", 0.0, why="healthz")
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert "pending" not in saved
+    assert saved["failed"] == {"g:2": {"service": "gitea", "at": saved["last"]["ended"], "why": "healthz"}}
+    assert "gitea_deploy_update_last_failed 1.000" in (tmp_path / "m.prom").read_text()
+
+
+def test_update_env_holds_every_key_the_job_reads():
+    rows = updates.update_env({**data(), "gitea_domain": "git.example.org", "node_exporter_textfile_dir": "/t",
+                               "monitoring_tls_ca_bundle": None})
+    values = {key: value for key, value, _ in rows}
+    assert job.UpdateConfig.from_env(values).next_compose == "/srv/gitea/compose.next.yaml"
+    assert values["GITEA_UPDATE_CA_FILE"] == ""
+    with pytest.raises(ValueError, match="GITEA_UPDATE_DOMAIN not set"):
+        job.UpdateConfig.from_env({k: v for k, v in values.items() if k != "GITEA_UPDATE_DOMAIN"})
