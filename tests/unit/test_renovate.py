@@ -9,29 +9,16 @@ run Renovate's own validator from .tools/renovate (`make tools`), or skip saying
 import json
 import os
 import re
-import subprocess
 
 import pytest
 
 from tasks import REPO
 from tasks.settings import SETTINGS, pinned_image
 from tasks.settings import table as settings_table
-from tests.conftest import skip_because
+from tests.renovate_support import CONFIG, IMAGE_PINS, TABLE_PATH, image_tags, renovate
 
-CONFIG = json.loads((REPO / "renovate.json").read_text())
-TABLE = settings_table.__file__
-TABLE_PATH = "tasks/settings/table.py"
-
-# Each image setting -> the Renovate depName its pull requests carry; packageRules name these.
-IMAGE_PINS = {
-    "gitea_image": "docker.gitea.com/gitea",
-    "postgres_image": "docker.io/library/postgres",
-    "grafana_image": "docker.io/grafana/grafana",
-}
 # Tag suffixes docker versioning must keep (an update to a tag without them is another image).
 SUFFIXES = {"gitea_image": "-rootless", "postgres_image": "-trixie"}
-
-VALIDATOR_DIR = REPO / ".tools" / "renovate" / "node_modules"
 
 
 def regex_managers():
@@ -70,7 +57,7 @@ def image_manager():
 
 
 def test_the_table_is_where_the_manager_looks():
-    assert os.path.relpath(TABLE, REPO) == TABLE_PATH
+    assert os.path.relpath(settings_table.__file__, REPO) == TABLE_PATH
 
 
 def test_every_pinned_image_setting_is_covered():
@@ -78,12 +65,11 @@ def test_every_pinned_image_setting_is_covered():
 
 
 def test_image_manager_extracts_each_default_the_table_holds():
-    defaults = {s.name: s.default for s in SETTINGS}
     found = extracted(image_manager())
     assert set(found) == set(IMAGE_PINS)
     for name, (dep, value) in found.items():
         assert dep == IMAGE_PINS[name], name
-        assert f"{dep}:{value}" == defaults[name], name
+        assert value == image_tags()[dep], name
         assert value.endswith(SUFFIXES.get(name, "")), name
 
 
@@ -174,14 +160,8 @@ def test_each_kind_of_pin_has_its_manager():
         assert "github-actions" in CONFIG["enabledManagers"]
 
 
-def validator(*args: str) -> subprocess.CompletedProcess:
-    if not (VALIDATOR_DIR / ".bin" / "renovate-config-validator").exists():
-        skip_because("Renovate's validator is not in .tools/renovate: `make tools` installs it "
-                     "(it needs npm and the npm registry)")
-    # Its node (Renovate wants Node 24) before any other on PATH: the validator's #! asks env for node.
-    env = {**os.environ, "PATH": f"{VALIDATOR_DIR / '.bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
-    return subprocess.run(["renovate-config-validator", "--strict", "--no-global", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+def validator(config: str):
+    return renovate("renovate-config-validator", "--strict", "--no-global", config, timeout=120)
 
 
 @pytest.mark.tools
