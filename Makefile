@@ -11,7 +11,19 @@ LIMIT ?=
 # for lab certificates, git for the clone itself.
 HOST_PACKAGES := docker.io debootstrap openssl git
 
-.PHONY: venv host-packages engine lab lab-down lint test test-unit test-lab test-terraform bench drift
+# Renovate's config validator (tests/unit/test_renovate.py), in .tools/renovate (git-ignored). Renovate
+# wants Node 24, newer than Debian's nodejs: npm's `node` package carries that binary, so Debian's
+# npm is only the installer. A new version installs afresh (the stamp names both).
+RENOVATE_VERSION := 44.121.2
+RENOVATE_NODE    := 24.21.0
+RENOVATE_DIR     := .tools/renovate
+RENOVATE_STAMP   := $(RENOVATE_DIR)/.installed-$(RENOVATE_VERSION)-node$(RENOVATE_NODE)
+
+# apt-get install $(1), quietly: the host packages and npm.
+apt_install = echo "installing Debian packages: $(1)"; \
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null
+
+.PHONY: venv host-packages engine tools lab lab-down lint test test-unit test-lab test-terraform bench drift
 
 venv: .venv/.installed
 .venv/.installed: pyproject.toml
@@ -22,10 +34,17 @@ venv: .venv/.installed
 
 host-packages:
 	@missing=$$(for p in $(HOST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages: $$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	if [ -n "$$missing" ]; then $(call apt_install,$$missing); fi
+
+# No npm or no registry: a warning, not a failed `make test`; the validator test then skips saying
+# why (and under CI=true a skip fails the run: tests/ci_strict.py).
+tools: $(RENOVATE_STAMP)
+$(RENOVATE_STAMP):
+	@command -v npm >/dev/null || { $(call apt_install,nodejs npm); } || true
+	@rm -rf $(RENOVATE_DIR); \
+	if npm install --prefix $(RENOVATE_DIR) --no-audit --no-fund --loglevel=error \
+	     node@$(RENOVATE_NODE) renovate@$(RENOVATE_VERSION) >/dev/null; then touch $@; \
+	else echo "WARNING: Renovate's validator not installed: tests/unit/test_renovate.py will skip it" >&2; fi
 
 engine: host-packages venv
 	$(PY) -m lab engine
@@ -50,7 +69,7 @@ test-terraform: venv
 test-lab: engine
 	$(PY) -m pytest -m lab
 
-test: lint engine
+test: lint engine tools
 	$(PY) -m pytest
 
 # Has the host drifted? Changes nothing; exit 0 matches, 1 drifted, 2 could not tell

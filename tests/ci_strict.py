@@ -1,7 +1,7 @@
-"""Under CI=true a skipped lab or Terraform test fails the run.
+"""Under CI=true a skipped lab, Terraform or tools test fails the run.
 
-Those tests skip, saying why, where the engine or Terraform is missing: right on a developer's
-machine, wrong in CI, where a skip would land code nothing tested. tests/conftest.py imports
+Those tests skip, saying why, where the engine, Terraform or a `make tools` tool is missing: right
+on a developer's machine, wrong in CI, where a skip would land code nothing tested. tests/conftest.py imports
 these hooks; tests/unit/test_ci_strict.py proves them.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-STRICT_MARKERS = ("lab", "terraform")
+STRICT_MARKERS = ("lab", "terraform", "tools")
 STRICT_DIRS = ("tests/lab/", "tests/terraform/")  # a module skipped whole (importorskip) has no markers
 _skipped: list[str] = []
 
@@ -35,6 +35,6 @@ def pytest_sessionfinish(session, exitstatus):
 
 def pytest_terminal_summary(terminalreporter):
     if _skipped:
-        terminalreporter.write_sep("=", "CI=true: lab/terraform tests were skipped, failing the run", red=True)
+        terminalreporter.write_sep("=", "CI=true: lab/terraform/tools tests were skipped, failing the run", red=True)
         for line in _skipped:
             terminalreporter.write_line(f"SKIPPED IN CI: {line}")

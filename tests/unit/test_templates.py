@@ -9,7 +9,7 @@ import jinja2
 import pytest
 import yaml
 
-from tasks import gitea
+from tasks import gitea, settings
 from tasks.secrets import LAYOUT
 from tests.unit.render import render, render_with, sample_data
 
@@ -19,7 +19,7 @@ def test_compose_file_has_no_secret_values_and_binds_http_to_loopback():
     db, gitea = compose["services"]["db"], compose["services"]["gitea"]
     assert "ports" not in db  # PostgreSQL is never published
     assert gitea["ports"] == ["127.0.0.1:3000:3000", "22:2222"]
-    assert db["image"] == "docker.io/library/postgres:17.6-trixie"
+    assert db["image"] == settings.BY_NAME["postgres_image"].default  # Renovate bumps it there alone
     assert gitea["depends_on"]["db"]["condition"] == "service_healthy"
     assert "/api/healthz" in " ".join(gitea["healthcheck"]["test"])
     env = gitea["environment"]
