@@ -11,10 +11,8 @@ docs/concepts/updates.md explains the design, docs/runbooks/upgrade.md the opera
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
-import sys
 from dataclasses import dataclass, field
 from io import StringIO
 
@@ -22,29 +20,24 @@ from pyinfra import host, logger
 from pyinfra.api import FactBase, deploy
 from pyinfra.api.exceptions import DeployError
 
-from tasks import backup, snapshot
+from tasks import backup, host_module, snapshot
 from tasks.backup import CONFIG_DIR, LIB_DIR, STATE_DIR, configuration_directory, render_env
-from tasks.common import REPO
+from tasks.common import REPO, apply_when_stale
 
 UPDATE_DIR = REPO / "files/updates"
 ENV_FILE = f"{CONFIG_DIR}/update.env"
 STATE_FILE = f"{STATE_DIR}/update.json"
 METRICS_NAME = "gitea_update.prom"
-MODULES = ("gitea_update.py", "gitea_registry.py")
+MODULES = ("gitea_update.py", "gitea_registry.py", "gitea_window.py")
 PROGRAM = "gitea-update"
+AUTO_UNIT = "gitea-update-auto"  # .service runs `gitea-update auto`, .timer opens the window
+# How much of a version the deploy lets gitea-update auto move past the pin (gitea_update.LINES).
+LINES = {"gitea": 2, "db": 1}
 PROJECT = "gitea"  # templates/gitea/compose.yaml.j2's `name:`: Compose labels its containers with it
 
 
-def _registry():
-    """files/updates/gitea_registry.py, which also runs on the host: one version grammar for both."""
-    if "gitea_registry" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("gitea_registry", UPDATE_DIR / "gitea_registry.py")
-        sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # dataclasses look their module up there
-        spec.loader.exec_module(sys.modules[spec.name])
-    return sys.modules["gitea_registry"]
-
-
-registry = _registry()
+registry = host_module("gitea_registry")  # image references and versions
+window = host_module("gitea_window")  # the update window
 
 
 def next_compose(data) -> str:
@@ -74,7 +67,19 @@ def update_env(data) -> list[tuple[str, str, str]]:
         (u("DOMAIN"), data.get("gitea_domain"), "healthz is checked through nginx under this name."),
         (u("CA_FILE"), PROBE_CA_FILE if data.get("monitoring_tls_ca_bundle") else "",
          "Empty: the system's CAs verify the served certificate."),
+        (u("AUTO"), "true" if data.get("auto_update") else "false", "gitea-update auto: newer patch releases."),
+        (u("WINDOW"), data.get("update_window"), "When gitea-update auto may change anything (host's time zone)."),
+        (u("REBOOT"), "true" if data.get("update_reboot") else "false",
+         "Reboot in the window when /var/run/reboot-required exists."),
     ]
+
+
+def auto_timer(data) -> str:
+    """The timer that opens the update window (Persistent=false: a window missed while the host was
+    off is skipped, never made up at boot in the working day)."""
+    return ("# Managed by gitea-deploy (tasks/updates.py).\n[Unit]\nDescription=gitea-update auto: the update window "
+            f"({data.get('update_window')})\n\n[Timer]\nOnCalendar={window.on_calendar(window.parse_window(data.get('update_window')))}\n"
+            "Persistent=false\n\n[Install]\nWantedBy=timers.target\n")
 
 
 # --- what runs on the host -------------------------------------------------------------------
@@ -132,6 +137,18 @@ def version(image: str) -> tuple[tuple[int, ...], str] | None:
         return None
 
 
+def newer_in_line(have: str, pin: str, depth: int) -> bool:
+    """Is `have` a later release of `pin`'s line: the same repository and variant (suffix), the
+    same first `depth` numbers, a higher version? What gitea-update auto moves a pin to."""
+    try:
+        a, b = registry.parse_reference(have), registry.parse_reference(pin)
+    except ValueError:
+        return False
+    va, vb = registry.parse_version(a.tag), registry.parse_version(b.tag)
+    return (a.registry, a.repository) == (b.registry, b.repository) and va is not None and vb is not None \
+        and va[1] == vb[1] and len(va[0]) == len(vb[0]) and va[0][:depth] == vb[0][:depth] and va[0] > vb[0]
+
+
 def wanted_images(data) -> dict[str, str]:
     """service -> image as the inventory pins it."""
     found = {"gitea": data.get("gitea_image")}
@@ -162,7 +179,8 @@ def plan(data, seen: Seen) -> Plan:
                 f"restore, never an image change (docs/runbooks/upgrade.md, 'PostgreSQL major'). Nothing was changed; "
                 f"pin a {seen.pg_major}.x image to go on")
     running = seen.images.get("gitea")
-    if running and running != wanted["gitea"] and not data.get("gitea_allow_downgrade"):
+    if running and running != wanted["gitea"] and not data.get("gitea_allow_downgrade") \
+            and not newer_in_line(running, wanted["gitea"], LINES["gitea"]):
         now, then = version(running), version(wanted["gitea"])
         if now and then and then[0] < now[0]:
             raise DeployError(
@@ -173,7 +191,9 @@ def plan(data, seen: Seen) -> Plan:
     images = dict(wanted)
     for service, image in wanted.items():
         have = seen.images.get(service)
-        if image in failed and have and have != image:
+        if have and service in LINES and newer_in_line(have, image, LINES[service]):
+            images[service] = have  # gitea-update auto's patch release: the pin is its line's floor
+        elif image in failed and have and have != image:
             images[service] = have
             kept[image] = f"it failed its update on this host ({failed[image].get('why', '?')}); {have} stays"
     changed = any(seen.images.get(s) and seen.images[s] != image for s, image in images.items())
@@ -206,5 +226,18 @@ def update_programs():
         snapshot.put(name=f"Install {name}", src=str(source / name),
                      dest=f"/usr/local/sbin/{name}" if program else f"{LIB_DIR}/{name}", mode="755" if program else "644")
     configuration_directory(data)
+    units = {f"{AUTO_UNIT}.service": StringIO((UPDATE_DIR / f"{AUTO_UNIT}.service").read_text()),
+             f"{AUTO_UNIT}.timer": StringIO(auto_timer(data))}
+    for unit, text in units.items():
+        snapshot.put(name=f"Unit {unit}", src=text, dest=f"/etc/systemd/system/{unit}", mode="644")
+    # Reloaded until systemd has run the units on disk (tasks/common.py): a run killed between writing
+    # a unit and the reload is finished by the next one.
+    apply_when_stale("Update window's timer reloaded for its units", marker="update-timer",
+                     effective=f"cat {' '.join(f'/etc/systemd/system/{unit}' for unit in units)}",
+                     command=f"systemctl daemon-reload && systemctl try-restart {AUTO_UNIT}.timer")
+    # Off: the timer stays installed but stopped, so turning it on again is one setting.
+    snapshot.service(name=f"{AUTO_UNIT}.timer {'on' if data.get('auto_update') else 'off'}",
+                     service=f"{AUTO_UNIT}.timer", running=bool(data.get("auto_update")),
+                     enabled=bool(data.get("auto_update")))
     snapshot.put(name="Update configuration", src=StringIO(render_env(update_env(data), "tasks/updates.py): read by "
                                                                       "gitea-update")), dest=ENV_FILE, mode="644")

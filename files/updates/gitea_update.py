@@ -21,6 +21,7 @@ that finds one whose new file is already in place finishes it (checks, keep or r
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import shutil
@@ -44,14 +45,20 @@ from gitea_backup import (
     parse_env,
     run,
 )
-from gitea_registry import parse_reference, parse_version
+from gitea_registry import RegistryError, list_tags, newest_in_line, parse_reference, parse_version
 from gitea_restore import restore
+from gitea_window import is_open, parse_window
 
 CONFIG_FILE = "/etc/gitea-deploy/update.env"
 PRE_UPDATE_TAG = "pre-update"
 WAIT_SECONDS = 300  # `up --wait`'s bound for healthy containers (the deploy's STACK_WAIT)
 PULL_TIMEOUT = 1800
 CHECK_TIMEOUT = 120  # the checks after `up --wait`: nginx may still hold the old upstream connection
+# What `auto` may move, and how much of the version must stay: Gitea within its minor line (a
+# minor migrates the database one way: that is the operator's pin to change), PostgreSQL within
+# its major (a major needs a dump and restore: gitea-pg-upgrade). Other services: never.
+LINES = {"gitea": 2, "db": 1}
+REBOOT_REQUIRED = "/var/run/reboot-required"
 
 
 @dataclass(frozen=True)
@@ -63,14 +70,24 @@ class UpdateConfig:
     domain: str  # the public name, resolved to this host for the healthz check through nginx
     ca_file: str  # what the served certificate chains to; empty: the system's CAs
 
-    KEYS = ("NEXT_COMPOSE", "PREVIOUS_COMPOSE", "STATE_FILE", "METRICS_FILE", "DOMAIN", "CA_FILE")
+    auto: bool  # `auto` may look for and apply newer patch releases
+    window: str  # when (gitea_window grammar); `auto` does nothing outside it
+    reboot: bool  # `auto` reboots in the window when the OS asks for it
+
+    KEYS = ("NEXT_COMPOSE", "PREVIOUS_COMPOSE", "STATE_FILE", "METRICS_FILE", "DOMAIN", "CA_FILE", "AUTO",
+            "WINDOW", "REBOOT")
 
     @classmethod
     def from_env(cls, values: dict[str, str]) -> UpdateConfig:
         missing = [f"GITEA_UPDATE_{k}" for k in cls.KEYS if f"GITEA_UPDATE_{k}" not in values]
         if missing:
             raise ValueError(f"{', '.join(missing)} not set in {CONFIG_FILE} (the deploy writes it; redeploy)")
-        return cls(*(values[f"GITEA_UPDATE_{k}"] for k in cls.KEYS))
+        flags = {k: values[f"GITEA_UPDATE_{k}"] for k in ("AUTO", "REBOOT")}
+        wrong = [f"GITEA_UPDATE_{k}={v!r}" for k, v in flags.items() if v not in ("true", "false")]
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)}: must be true or false")
+        text = [values[f"GITEA_UPDATE_{k}"] for k in cls.KEYS[:-3]]
+        return cls(*text, flags["AUTO"] == "true", values["GITEA_UPDATE_WINDOW"], flags["REBOOT"] == "true")
 
 
 def load_update_config(path: str | None = None) -> UpdateConfig:
@@ -93,6 +110,31 @@ def reports_version(output: str, image: str) -> bool:
         return False
     reported = parse_version(words[words.index("version") + 1])
     return reported is not None and reported[0] == wanted[0]
+
+
+def with_tag(image: str, tag: str) -> str:
+    """The same reference (registry and repository as written) with another tag."""
+    return f"{image.rsplit(':', 1)[0]}:{tag}"
+
+
+def newer_in_line(image: str, tags: list[str], depth: int, failed: set[str]) -> str | None:
+    """The newest image of `image`'s line among `tags`, leaving out images that failed here; None
+    when `image` is already the newest."""
+    current = parse_reference(image).tag
+    usable = [t for t in tags if with_tag(image, t) not in failed]
+    best = newest_in_line(usable, current, depth)
+    return None if best == current else with_tag(image, best)
+
+
+def with_images(text: str, changes: dict[str, tuple[str, str]]) -> str:
+    """The compose file's text with each service's image replaced: the deploy renders every image
+    as `image: "<ref>"` (tojson), so each old reference must occur exactly once."""
+    for service, (old, new) in changes.items():
+        needle = f"image: {json.dumps(old)}"
+        if text.count(needle) != 1:
+            raise JobError(f"the compose file names {old} {text.count(needle)} times, not once: cannot move {service}")
+        text = text.replace(needle, f"image: {json.dumps(new)}")
+    return text
 
 
 def render_metrics(state: dict) -> str:
@@ -296,6 +338,39 @@ def roll_back(cfg, ucfg: UpdateConfig, stack: Stack, state: dict, started: float
                    + " and healthy. These images are not tried again until `gitea-update forget-failure`")
 
 
+def auto(cfg, ucfg: UpdateConfig, now: datetime.datetime | None = None) -> int:
+    """The timer's run: in the window, move each service to the newest release of its line (if
+    any), through apply(); then reboot if the OS asks for it and the inventory allows it."""
+    if not ucfg.auto:
+        log.info("automatic updates are off (auto_update): nothing done")
+        return 0
+    if not is_open(parse_window(ucfg.window), now or datetime.datetime.now()):
+        log.info("outside the update window %s: nothing done", ucfg.window)
+        return 0
+    state = load_state(ucfg)
+    failed, changes, unanswered = set(state.get("failed") or {}), {}, []
+    for service, image in sorted(images(cfg.compose_file).items()):
+        if service not in LINES:
+            continue
+        try:
+            newer = newer_in_line(image, list_tags(parse_reference(image)), LINES[service], failed)
+        except (RegistryError, ValueError) as error:
+            log.error("%s: cannot look for a newer %s: %s", service, image, error)
+            unanswered.append(service)
+            continue
+        if newer:
+            changes[service] = (image, newer)
+    if changes:
+        atomic_write(ucfg.next_compose, with_images(Path(cfg.compose_file).read_text(), changes))
+        apply(cfg, ucfg)  # raises when the update failed (rolled back): no reboot then
+    else:
+        log.info("every image is the newest of its line")
+    if ucfg.reboot and Path(REBOOT_REQUIRED).exists():
+        log.warning("%s exists: rebooting in the update window (the stack starts with the engine)", REBOOT_REQUIRED)
+        run(["systemctl", "reboot"], timeout=60)
+    return 1 if unanswered else 0
+
+
 # --- command line ------------------------------------------------------------------------------
 
 def main(argv: list[str]) -> int:
@@ -304,6 +379,7 @@ def main(argv: list[str]) -> int:
         "health-checked, rolled back on failure). The deploy runs `apply`; operators read `status`.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     sub.add_parser("apply", help="run the update sequence for the compose file the deploy wrote")
+    sub.add_parser("auto", help="in the update window: the newest patch release of each image's line (the timer)")
     sub.add_parser("status", help="the last outcome, a pending update and the images that failed")
     sub.add_parser("forget-failure", help="let the deploy try images that failed before again")
     args = parser.parse_args(argv)
@@ -320,6 +396,6 @@ def main(argv: list[str]) -> int:
                 print("forgotten: " + (", ".join(state.pop("failed", {})) or "nothing"))
                 save_state(ucfg, state)
                 return 0
-            return apply(cfg, ucfg)
+            return auto(cfg, ucfg) if args.command == "auto" else apply(cfg, ucfg)
 
     return guarded("gitea-update", body)

@@ -296,6 +296,17 @@ def snapshot_id(value: str | int) -> str | None:
     return None if value == "latest" or re.fullmatch(r"[0-9a-f]{8,64}", value) else "must be latest or a snapshot ID"
 
 
+def update_window(value: str) -> str | None:
+    """files/updates/gitea_window.py's grammar (the host's gitea-update reads the same)."""
+    from tasks import host_module
+
+    try:
+        host_module("gitea_window").parse_window(value)
+    except ValueError as error:
+        return str(error).replace(f"update window {value!r} ", "").replace(f"update window {value!r}: ", "")
+    return None
+
+
 def time_zone(value: str) -> str | None:
     return None if re.fullmatch(r"[A-Za-z_]+(/[A-Za-z0-9_+-]+)*", value) else "is not a time zone name"
 

@@ -50,6 +50,7 @@ from tasks.settings.checks import (
     sns_topic_arn,
     ssm_path,
     time_zone,
+    update_window,
     username,
 )
 
@@ -102,6 +103,17 @@ SETTINGS: tuple[Setting, ...] = (
             "Let gitea_image name an older Gitea than the one that ran on this data. Gitea migrates its "
             "database one way: only together with restoring the backup taken before the upgrade "
             "(docs/runbooks/upgrade.md, 'Downgrade'); set it back to false afterwards."),
+    # updates (tasks/updates.py, files/updates/; docs/concepts/updates.md)
+    Setting("auto_update", "updates", bool, True,
+            "In the update window, gitea-update moves Gitea to the newest patch release of its minor line "
+            "and PostgreSQL to the newest minor release of its major, each through the whole update "
+            "sequence (backup, checks, rollback). The pins stay the floor of their lines."),
+    Setting("update_window", "updates", str, "Sun 03:00-05:00",
+            "When automatic updates (and update_reboot) may happen, in the host's time zone: DAYS HH:MM-HH:MM, "
+            "DAYS * or a comma list of Mon..Sun.", update_window),
+    Setting("update_reboot", "updates", bool, False,
+            "Reboot in the update window when the OS asks for it (/var/run/reboot-required, after "
+            "unattended security upgrades); the stack starts again with the engine."),
     Setting("data_root", "gitea", str, "/srv/gitea",
             "Everything the stack keeps (compose file, secrets, repositories, database).", absolute_path),
     Setting("gitea_http_port", "gitea", int, 3000, "Host port for Gitea's HTTP, bound to 127.0.0.1 only.", port),

@@ -6,6 +6,7 @@ tests/lab/test_updates.py.
 
 from __future__ import annotations
 
+import datetime
 import json
 
 import pytest
@@ -15,6 +16,7 @@ from tasks import updates
 from tests.unit.load import load_file
 
 load_file("files/updates/gitea_registry.py", "gitea_registry")
+window = load_file("files/updates/gitea_window.py", "gitea_window")
 load_file("files/backup/gitea_backup.py", "gitea_backup")
 load_file("files/backup/gitea_restore.py", "gitea_restore")
 job = load_file("files/updates/gitea_update.py", "gitea_update")
@@ -57,16 +59,43 @@ def test_an_interrupted_update_is_finished_by_the_updater():
     assert plan.update is True
 
 
-@pytest.mark.parametrize("older", ["1.27.2", "1.26.9", "0.9.0"])
+@pytest.mark.parametrize("older", ["1.26.9", "1.26.3", "0.9.0"])
 def test_a_gitea_downgrade_is_refused(older):
     with pytest.raises(DeployError, match=r"older than .*1\.27\.3-rootless.*one way.*'Downgrade'.*Nothing was changed"):
         updates.plan(data(gitea_image=G.format(older)), seen(G.format("1.27.3"), P.format("17.6"), 17))
 
 
+@pytest.mark.parametrize(("pin", "running", "service"), [
+    (G.format("1.27.3"), G.format("1.27.6"), "gitea"),  # the timer's patch release
+    (G.format("1.27.2"), G.format("1.27.6"), "gitea"),  # an older pin of the same line: still its floor
+    (P.format("17.6"), P.format("17.9"), "db"),
+])
+def test_a_newer_release_of_the_pins_line_stays(pin, running, service):
+    """What gitea-update auto installed is kept: the scheduled redeploy and the timer never fight."""
+    key = {"gitea": "gitea_image", "db": "postgres_image"}[service]
+    images = {"gitea": G.format("1.27.3"), "db": P.format("17.6"), service: running}
+    plan = updates.plan(data(**{key: pin}), seen(images["gitea"], images["db"], 17))
+    assert plan.images[service] == running and plan.update is False
+
+
+@pytest.mark.parametrize(("have", "pin", "depth", "newer"), [
+    (G.format("1.27.6"), G.format("1.27.3"), 2, True),
+    (G.format("1.28.0"), G.format("1.27.3"), 2, False),  # another minor line: the operator's pin decides
+    (G.format("1.27.3"), G.format("1.27.3"), 2, False),
+    ("docker.gitea.com/gitea:1.27.6", G.format("1.27.3"), 2, False),  # another variant
+    ("mirror.example.org/gitea:1.27.6-rootless", G.format("1.27.3"), 2, False),  # another repository
+    (P.format("17.9"), P.format("17.6"), 1, True),
+    (P.format("18.1"), P.format("17.6"), 1, False),
+    ("docker.io/library/postgres@sha256:" + "a" * 64, P.format("17.6"), 1, False),
+])
+def test_newer_in_line(have, pin, depth, newer):
+    assert updates.newer_in_line(have, pin, depth) is newer
+
+
 def test_a_downgrade_the_operator_allows_goes_through_the_updater():
-    plan = updates.plan(data(gitea_image=G.format("1.27.2"), gitea_allow_downgrade=True),
+    plan = updates.plan(data(gitea_image=G.format("1.26.9"), gitea_allow_downgrade=True),
                         seen(G.format("1.27.3"), P.format("17.6"), 17))
-    assert plan.update is True and plan.images["gitea"] == G.format("1.27.2")
+    assert plan.update is True and plan.images["gitea"] == G.format("1.26.9")
 
 
 @pytest.mark.parametrize("pin", ["18.1-trixie", "16.4-trixie", "18"])
@@ -137,7 +166,7 @@ def test_metrics_say_whether_the_last_update_failed():
 
 def test_a_rolled_back_update_records_its_images_as_failed(tmp_path):
     ucfg = job.UpdateConfig(str(tmp_path / "next"), str(tmp_path / "prev"), str(tmp_path / "state.json"),
-                            str(tmp_path / "m.prom"), "git.example.org", "")
+                            str(tmp_path / "m.prom"), "git.example.org", "", True, "Sun 03:00-05:00", False)
     state = {"pending": {"from": {"gitea": "g:1", "db": "p:1"}, "to": {"gitea": "g:2", "db": "p:1"}}}
     job.finished(ucfg, state, "rolled-back", 0.0, why="healthz")
     saved = json.loads((tmp_path / "state.json").read_text())
@@ -148,9 +177,67 @@ def test_a_rolled_back_update_records_its_images_as_failed(tmp_path):
 
 def test_update_env_holds_every_key_the_job_reads():
     rows = updates.update_env({**data(), "gitea_domain": "git.example.org", "node_exporter_textfile_dir": "/t",
-                               "monitoring_tls_ca_bundle": None})
+                               "monitoring_tls_ca_bundle": None, "auto_update": True, "update_window": "* 02:00-03:00",
+                               "update_reboot": False})
     values = {key: value for key, value, _ in rows}
-    assert job.UpdateConfig.from_env(values).next_compose == "/srv/gitea/compose.next.yaml"
+    ucfg = job.UpdateConfig.from_env(values)
+    assert ucfg.next_compose == "/srv/gitea/compose.next.yaml"
+    assert (ucfg.auto, ucfg.window, ucfg.reboot) == (True, "* 02:00-03:00", False)
     assert values["GITEA_UPDATE_CA_FILE"] == ""
     with pytest.raises(ValueError, match="GITEA_UPDATE_DOMAIN not set"):
         job.UpdateConfig.from_env({k: v for k, v in values.items() if k != "GITEA_UPDATE_DOMAIN"})
+
+
+def test_newer_in_line_on_the_host_skips_failed_releases_and_other_lines():
+    tags = ["1.27.3-rootless", "1.27.4-rootless", "1.27.5-rootless", "1.28.0-rootless", "1.27.9", "latest"]
+    image = G.format("1.27.3")
+    assert job.newer_in_line(image, tags, 2, set()) == G.format("1.27.5")
+    assert job.newer_in_line(image, tags, 2, {G.format("1.27.5")}) == G.format("1.27.4")
+    assert job.newer_in_line(G.format("1.27.5"), tags, 2, set()) is None
+
+
+def test_the_compose_file_gets_exactly_the_new_images():
+    text = 'services:\n  db:\n    image: "p:17.6"\n  gitea:\n    image: "g:1.27.3"\n'
+    assert job.with_images(text, {"gitea": ("g:1.27.3", "g:1.27.4")}) == text.replace("g:1.27.3", "g:1.27.4")
+    with pytest.raises(job.JobError, match="names g:9 0 times"):
+        job.with_images(text, {"gitea": ("g:9", "g:10")})
+
+
+def _at(weekday: int, hour: int, minute: int = 0) -> datetime.datetime:
+    """A time in the week of Monday 2026-11-30 (weekday 0 = Monday)."""
+    return datetime.datetime(2026, 11, 30, hour, minute) + datetime.timedelta(days=weekday)
+
+
+@pytest.mark.parametrize(("text", "when", "open_"), [
+    ("Sun 03:00-05:00", (6, 3, 0), True),
+    ("Sun 03:00-05:00", (6, 5, 0), False),
+    ("Sun 03:00-05:00", (5, 3, 0), False),
+    ("Sat 23:00-01:00", (6, 0, 30), True),  # past midnight, opened the day before
+    ("Sat 23:00-01:00", (5, 22, 59), False),
+    ("* 02:00-03:00", (2, 2, 15), True),
+    ("Mon,Thu 02:00-03:00", (3, 2, 15), True),
+    ("Mon,Thu 02:00-03:00", (2, 2, 15), False),
+])
+def test_the_update_window(text, when, open_):
+    assert window.is_open(window.parse_window(text), _at(*when)) is open_
+
+
+@pytest.mark.parametrize("text", ["Sunday 03:00-05:00", "Sun 3:00-5:00", "Sun 03:00-03:00", "Sun,Sun 01:00-02:00",
+                                  "Xyz 01:00-02:00", "Sun 24:00-01:00", "", "Sun 03:00-05:00; rm -rf /"])
+def test_a_bad_window_is_refused_with_the_grammar(text):
+    with pytest.raises(ValueError, match="update window"):
+        window.parse_window(text)
+
+
+def test_the_timer_opens_with_the_window():
+    assert window.on_calendar(window.parse_window("Sun 03:00-05:00")) == "Sun *-*-* 03:00:00"
+    assert window.on_calendar(window.parse_window("* 02:30-03:00")) == "*-*-* 02:30:00"
+    assert window.on_calendar(window.parse_window("Mon,Thu 02:00-03:00")) == "Mon,Thu *-*-* 02:00:00"
+
+
+def test_auto_does_nothing_outside_the_window(tmp_path, monkeypatch):
+    ucfg = job.UpdateConfig(str(tmp_path / "next"), str(tmp_path / "prev"), str(tmp_path / "state.json"),
+                            str(tmp_path / "m.prom"), "git.example.org", "", True, "Sun 03:00-05:00", True)
+    monkeypatch.setattr(job, "images", lambda path: pytest.fail("auto looked at the stack outside its window"))
+    assert job.auto(None, ucfg, now=_at(2, 12)) == 0
+    assert not (tmp_path / "next").exists()

@@ -1,0 +1,231 @@
+"""Image updates end to end (issue 12), on a lab host of its own whose registry holds stand-in
+tags of one minor line and the next (lab/config.py STANDIN_GITEA_TAGS): N 1.27.3, N+1 1.27.4,
+N+2 1.27.5 (migrates its database, then fails its health check), 1.28.0.
+
+In file order, sharing the host:
+  1. deployed on N with seeded data (a user, a repository with history);
+  2. the operator's pin change to N+1 goes through gitea-update: a pre-update snapshot, data
+     intact, users see at most a short pause (measured from outside, through nginx);
+  3. a downgrade pin and a PostgreSQL major change are refused before anything changes;
+  4. the update window's run (`gitea-update auto`) takes N+2, the newest of the line and never
+     1.28.0: it fails, the stack is back on N+1 with the database as before the attempt (N+1
+     refuses a database N+2 migrated, so this proves the restore), GiteaUpdateFailed reaches the
+     webhook;
+  5. the next scheduled redeploy changes nothing, and no container, volume or image is left over
+     beyond the previous one.
+Figures are printed (tests/bench/updates.py collects them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+from lab import api, registry
+from lab.converge import deploy, root_ca_file
+from tests.lab import alert_support as support
+from tests.lab.test_deploy import healthz
+
+pytestmark = pytest.mark.lab
+
+NAME = os.environ.get("GITEA_LAB_UPDATES_HOST") or "gitea-lab-updates"
+COMPOSE = "docker compose -f /srv/gitea/compose.yaml"
+# In the window all day: the test runs `gitea-update auto` itself (the timer's unit runs the same).
+ALWAYS = "* 00:00-23:59"
+FIGURES: dict[str, float] = {}
+TAGS = registry.gitea_references()
+N, N1, N2, NEXT_MINOR = (TAGS[t] for t in ("1.27.3", "1.27.4", "1.27.5", "1.28.0"))
+
+
+def sh(script: str, *, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
+    cp = api.exec(NAME, ["bash", "-c", "set -euo pipefail\n" + script], timeout=timeout)
+    if check and cp.returncode != 0:
+        raise AssertionError(f"exit {cp.returncode}\n--- stdout\n{cp.stdout[-3000:]}\n--- stderr\n{cp.stderr[-3000:]}")
+    return cp
+
+
+def deploy_with(*data: str) -> dict:
+    """The deploy with the test's webhook as the alert receiver, the window always open, and `data`."""
+    values = (f"alert_webhook_urls={json.dumps([f'http://127.0.0.1:{support.HOOK_PORT}/hook'])}",
+              f"update_window={ALWAYS}", *data)
+    return deploy(NAME, *[arg for value in values for arg in ("--data", value)])
+
+
+def running() -> dict[str, str]:
+    out = sh("docker ps --filter label=com.docker.compose.project=gitea "
+             "--format '{{.Label \"com.docker.compose.service\"}} {{.Image}}'").stdout
+    return dict(line.split(" ", 1) for line in out.splitlines() if line.strip())
+
+
+def seeded() -> str:
+    """What the seed left, as the database and the repository hold it."""
+    return sh(f"""{COMPOSE} exec -T db psql -U gitea -d gitea -tA -c 'SELECT lower_name FROM "user" ORDER BY id' \
+                    -c 'SELECT owner_name, lower_name FROM repository ORDER BY id'
+                  {COMPOSE} exec -T gitea git -C /var/lib/gitea/git/repositories/gitadmin/kept.git rev-parse main""").stdout
+
+
+def state() -> dict:
+    return json.loads(sh("gitea-update status").stdout)
+
+
+def ok(result: dict) -> None:
+    assert result["returncode"] == 0 and not result["totals"].get("error"), result["log"][-5000:]
+
+
+@pytest.fixture(scope="module")
+def host(lab_engine):
+    api.down([NAME])  # a stale host from an interrupted run
+    api.up([NAME])
+    support.start_receiver(NAME)
+    started = time.monotonic()
+    ok(deploy_with(f"gitea_image={N}"))
+    FIGURES["first deploy (s)"] = time.monotonic() - started
+    yield NAME
+    for key, value in FIGURES.items():
+        if not key.startswith("_"):
+            print(f"updates: {key}: {value:.1f}")
+    support.stop_receiver(NAME)
+    api.down([NAME])
+
+
+def test_seed_on_n(host):
+    sh(f"""
+        {COMPOSE} exec -T gitea gitea admin user create --username dev1 --email dev1@lab.test \
+            --password update-drill-1234 --must-change-password=false
+        {COMPOSE} exec -T gitea gitea admin user change-password --username gitadmin --password update-drill-1234 \
+            --must-change-password=false
+        curl -fsS -o /dev/null -u gitadmin:update-drill-1234 -H 'Content-Type: application/json' \
+            -d '{{"name": "kept"}}' http://127.0.0.1:3000/api/v1/user/repos
+        {COMPOSE} exec -T gitea sh -ec '
+            cd /var/lib/gitea/git/repositories/gitadmin/kept.git
+            export GIT_AUTHOR_NAME=u GIT_AUTHOR_EMAIL=u@lab.test GIT_COMMITTER_NAME=u GIT_COMMITTER_EMAIL=u@lab.test
+            tree=$(printf "100644 blob %s\\tREADME\\n" "$(echo kept | git hash-object -w --stdin)" | git mktree)
+            git update-ref refs/heads/main "$(git commit-tree "$tree" -m seed)"'
+    """)
+    before = seeded()
+    assert "dev1" in before and "gitadmin|kept" in before
+    assert running()["gitea"] == N
+    FIGURES["_seed"] = before  # type: ignore[assignment]
+
+
+class Poller:
+    """healthz through nginx from outside, as users see it, every 0.2 s: the longest time it did
+    not pass."""
+
+    def __init__(self):
+        self.ip = api.state()["hosts"][NAME]["ip"]
+        self.ca = str(root_ca_file(NAME))
+        self.stop = threading.Event()
+        self.longest = self._down_since = 0.0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        down = None
+        while not self.stop.is_set():
+            try:
+                passing = healthz(self.ip, self.ca) == "pass"
+            except (OSError, ValueError, ssl.SSLError):
+                passing = False
+            now = time.monotonic()
+            if passing and down is not None:
+                self.longest, down = max(self.longest, now - down), None
+            elif not passing and down is None:
+                down = now
+            time.sleep(0.2)
+        if down is not None:
+            self.longest = max(self.longest, time.monotonic() - down)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def pre_update_snapshots() -> list[str]:
+    return [s["id"] for s in json.loads(sh("gitea-backup restic local snapshots --json --tag pre-update").stdout)]
+
+
+def test_a_pin_change_goes_through_the_update_sequence(host):
+    before = pre_update_snapshots()
+    with Poller() as poll:
+        result = deploy_with(f"gitea_image={N1}")
+    ok(result)
+    assert "Update the stack to" in result["log"] and "Start the stack" not in result["log"]
+    assert running()["gitea"] == N1
+    last = state()["last"]
+    assert last["outcome"] == "ok" and last["to"]["gitea"] == N1 and last["from"]["gitea"] == N
+    assert len(set(pre_update_snapshots()) - set(before)) == 1
+    assert seeded() == FIGURES["_seed"]
+    FIGURES["pin update N -> N+1 (s)"] = last["seconds"]
+    FIGURES["users' pause during the patch update (s)"] = poll.longest
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (f"gitea_image={N}", "is older than"),
+    ("postgres_image=127.0.0.1:5000/lab/postgres:18", "is PostgreSQL 18, but the data in /srv/gitea/postgres is "
+                                                       "PostgreSQL 17"),
+])
+def test_a_downgrade_or_a_postgres_major_is_refused_and_nothing_changes(host, data, message):
+    before = (running(), sh("sha256sum /srv/gitea/compose.yaml").stdout)
+    result = deploy_with(f"gitea_image={N1}", data) if data.startswith("postgres") else deploy_with(data)
+    assert result["returncode"] != 0
+    assert message in result["log"] and "Nothing was changed" in result["log"]
+    assert result["totals"].get("success", 0) == 0, result["totals"]
+    assert (running(), sh("sha256sum /srv/gitea/compose.yaml").stdout) == before
+
+
+def test_the_window_takes_the_newest_patch_and_rolls_back_its_failure(host):
+    started = time.monotonic()
+    cp = sh("gitea-update auto", check=False)
+    FIGURES["failing update to healthy on the previous version (s)"] = time.monotonic() - started
+    assert cp.returncode != 0
+    last = state()["last"]
+    assert last["outcome"] == "rolled-back", last
+    assert last["to"]["gitea"] == N2 and last["restored_snapshot"], last  # the newest of 1.27, never 1.28
+    assert running()["gitea"] == N1
+    assert NEXT_MINOR not in json.dumps(state())
+    # N+1 starts only on a database N+2 did not migrate: the restore put it back.
+    assert sh(f"{COMPOSE} exec -T gitea gitea doctor check").returncode == 0
+    assert seeded() == FIGURES["_seed"]
+    assert healthz(api.state()["hosts"][NAME]["ip"], str(root_ca_file(NAME))) == "pass"
+    metrics = sh("cat /var/lib/prometheus/node-exporter/gitea_update.prom").stdout
+    assert "gitea_deploy_update_last_failed 1.000" in metrics
+
+
+def test_the_failure_reaches_the_webhook(host):
+    started = time.monotonic()
+
+    def firing():
+        return [m for m in support.received(NAME, "/hook")
+                if "GiteaUpdateFailed" in support.firing_names(m)]
+
+    support.wait_for("GiteaUpdateFailed on the webhook", firing, timeout=420, interval=5)
+    FIGURES["failed update to webhook (s)"] = time.monotonic() - started
+
+
+def test_the_next_scheduled_redeploy_changes_nothing(host):
+    result = deploy_with(f"gitea_image={N1}")
+    ok(result)
+    assert result["totals"].get("success", 0) == 0, result["totals"]
+    # The pin of a failed release keeps the stack where it is, saying so.
+    result = deploy_with(f"gitea_image={N2}")
+    ok(result)
+    assert result["totals"].get("success", 0) == 0, result["totals"]
+    assert f"{N2} is not deployed: it failed its update on this host" in result["log"]
+
+
+def test_no_container_volume_or_image_is_left_over(host):
+    containers = sh("docker ps -a --format '{{.Names}}' | sort").stdout.split()
+    assert containers == ["gitea-db-1", "gitea-gitea-1"], containers
+    assert sh("docker volume ls -q").stdout.split() == []
+    images = sorted(sh("docker images --format '{{.Repository}}:{{.Tag}}'").stdout.split())
+    assert images == sorted([N, N1, "127.0.0.1:5000/lab/postgres:17"]), images  # the previous N kept, N+2 gone
