@@ -179,8 +179,9 @@ def plan(data, seen: Seen) -> Plan:
                 f"restore, never an image change (docs/runbooks/upgrade.md, 'PostgreSQL major'). Nothing was changed; "
                 f"pin a {seen.pg_major}.x image to go on")
     running = seen.images.get("gitea")
-    if running and running != wanted["gitea"] and not data.get("gitea_allow_downgrade") \
-            and not newer_in_line(running, wanted["gitea"], LINES["gitea"]):
+    # No switch lets the deploy itself go back: the old Gitea would only meet the newer database
+    # (and refuse it). Going back is a restore with the old image (docs/runbooks/upgrade.md).
+    if running and running != wanted["gitea"] and not newer_in_line(running, wanted["gitea"], LINES["gitea"]):
         now, then = version(running), version(wanted["gitea"])
         if now and then and then[0] < now[0]:
             raise DeployError(

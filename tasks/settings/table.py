@@ -99,10 +99,6 @@ SETTINGS: tuple[Setting, ...] = (
             pinned_image),
     Setting("postgres_image", "gitea", str, "docker.io/library/postgres:17.6-trixie",
             "PostgreSQL image. Pin the major: a major bump needs a dump and restore.", pinned_image),
-    Setting("gitea_allow_downgrade", "gitea", bool, False,
-            "Let gitea_image name an older Gitea than the one that ran on this data. Gitea migrates its "
-            "database one way: only together with restoring the backup taken before the upgrade "
-            "(docs/runbooks/upgrade.md, 'Downgrade'); set it back to false afterwards."),
     # updates (tasks/updates.py, files/updates/; docs/concepts/updates.md)
     Setting("auto_update", "updates", bool, True,
             "In the update window, gitea-update moves Gitea to the newest patch release of its minor line "

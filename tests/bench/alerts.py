@@ -11,27 +11,16 @@ message. The host is brought up, deployed and removed by the test's fixtures.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from lab_module import run_and_print
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", default="gitea-lab-bench", help="the lab host to use (default gitea-lab-bench)")
     args = parser.parse_args()
-    run = subprocess.run([sys.executable, "-m", "pytest", "-m", "lab", "-q", "-s", "-p", "no:cacheprovider",
-                          "tests/lab/test_alert_faults.py"], cwd=REPO, capture_output=True, text=True,
-                         env={**os.environ, "GITEA_LAB_ALERT_HOST": args.name})
-    figures = [line.strip() for line in run.stdout.splitlines() if " to webhook: " in line]
-    for line in figures:
-        print(line)
-    if run.returncode != 0:
-        print(run.stdout[-3000:], run.stderr[-2000:], sep="\n")
-    return run.returncode
+    return run_and_print("tests/lab/test_alert_faults.py", "GITEA_LAB_ALERT_HOST", args.name, " to webhook: ")
 
 
 if __name__ == "__main__":

@@ -6,13 +6,15 @@ In file order, sharing the host:
   1. deployed on N with seeded data (a user, a repository with history);
   2. the operator's pin change to N+1 goes through gitea-update: a pre-update snapshot, data
      intact, users see at most a short pause (measured from outside, through nginx);
-  3. a downgrade pin and a PostgreSQL major change are refused before anything changes;
+  3. a PostgreSQL major change is refused before anything changes;
   4. the update window's run (`gitea-update auto`) takes N+2, the newest of the line and never
      1.28.0: it fails, the stack is back on N+1 with the database as before the attempt (N+1
      refuses a database N+2 migrated, so this proves the restore), GiteaUpdateFailed reaches the
      webhook;
-  5. the next scheduled redeploy changes nothing, and no container, volume or image is left over
-     beyond the previous one.
+  5. the next scheduled redeploy changes nothing (also with the failed release pinned);
+  6. the operator's minor upgrade (pin 1.28.0) takes the same sequence; a pin back to 1.27 is then
+     a downgrade, refused before anything changes;
+  7. no container, volume or image is left over beyond the previous one.
 Figures are printed (tests/bench/updates.py collects them).
 """
 
@@ -169,18 +171,19 @@ def test_a_pin_change_goes_through_the_update_sequence(host):
     FIGURES["users' pause during the patch update (s)"] = poll.longest
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (f"gitea_image={N}", "is older than"),
-    ("postgres_image=127.0.0.1:5000/lab/postgres:18", "is PostgreSQL 18, but the data in /srv/gitea/postgres is "
-                                                       "PostgreSQL 17"),
-])
-def test_a_downgrade_or_a_postgres_major_is_refused_and_nothing_changes(host, data, message):
+def refused(data: str, message: str) -> None:
+    """The deploy with `data` stops with `message` before any operation, and the stack is unchanged."""
     before = (running(), sh("sha256sum /srv/gitea/compose.yaml").stdout)
-    result = deploy_with(f"gitea_image={N1}", data) if data.startswith("postgres") else deploy_with(data)
-    assert result["returncode"] != 0
-    assert message in result["log"] and "Nothing was changed" in result["log"]
-    assert result["totals"].get("success", 0) == 0, result["totals"]
+    result = deploy_with(*data.split("\n"))
+    assert result["returncode"] != 0, result["totals"]
+    assert message in result["log"] and "Nothing was changed" in result["log"], result["log"][-3000:]
+    assert not result["totals"].get("success"), result["totals"]
     assert (running(), sh("sha256sum /srv/gitea/compose.yaml").stdout) == before
+
+
+def test_a_postgres_major_change_is_refused(host):
+    refused(f"gitea_image={N1}\npostgres_image=127.0.0.1:5000/lab/postgres:18",
+            "is PostgreSQL 18, but the data in /srv/gitea/postgres is PostgreSQL 17")
 
 
 def test_the_window_takes_the_newest_patch_and_rolls_back_its_failure(host):
@@ -223,9 +226,22 @@ def test_the_next_scheduled_redeploy_changes_nothing(host):
     assert f"{N2} is not deployed: it failed its update on this host" in result["log"]
 
 
+def test_a_minor_upgrade_is_the_operators_pin_and_the_same_sequence(host):
+    result = deploy_with(f"gitea_image={NEXT_MINOR}")
+    ok(result)
+    assert "Update the stack to" in result["log"]
+    assert running()["gitea"] == NEXT_MINOR and state()["last"]["outcome"] == "ok"
+    assert seeded() == FIGURES["_seed"]
+
+
+def test_a_downgrade_is_refused(host):
+    refused(f"gitea_image={N1}", f"is older than {NEXT_MINOR}")
+
+
 def test_no_container_volume_or_image_is_left_over(host):
     containers = sh("docker ps -a --format '{{.Names}}' | sort").stdout.split()
     assert containers == ["gitea-db-1", "gitea-gitea-1"], containers
     assert sh("docker volume ls -q").stdout.split() == []
     images = sorted(sh("docker images --format '{{.Repository}}:{{.Tag}}'").stdout.split())
-    assert images == sorted([N, N1, "127.0.0.1:5000/lab/postgres:17"]), images  # the previous N kept, N+2 gone
+    # The running one and the previous one; N (before the previous) and the failed N+2 are gone.
+    assert images == sorted([N1, NEXT_MINOR, "127.0.0.1:5000/lab/postgres:17"]), images

@@ -27,7 +27,7 @@ P = "docker.io/library/postgres:{}-trixie"
 
 def data(**values):
     return {"gitea_image": G.format("1.27.3"), "postgres_image": P.format("17.6"), "data_root": "/srv/gitea",
-            "database_endpoint": None, "gitea_allow_downgrade": False, **values}
+            "database_endpoint": None, **values}
 
 
 def seen(gitea=None, db=None, pg=None, **state):
@@ -90,12 +90,6 @@ def test_a_newer_release_of_the_pins_line_stays(pin, running, service):
 ])
 def test_newer_in_line(have, pin, depth, newer):
     assert updates.newer_in_line(have, pin, depth) is newer
-
-
-def test_a_downgrade_the_operator_allows_goes_through_the_updater():
-    plan = updates.plan(data(gitea_image=G.format("1.26.9"), gitea_allow_downgrade=True),
-                        seen(G.format("1.27.3"), P.format("17.6"), 17))
-    assert plan.update is True and plan.images["gitea"] == G.format("1.26.9")
 
 
 @pytest.mark.parametrize("pin", ["18.1-trixie", "16.4-trixie", "18"])

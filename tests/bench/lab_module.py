@@ -1,0 +1,24 @@
+"""What the benchmarks that measure through a lab test share: run one lab test module on a host of
+the benchmark's own, and print the figure lines the module prints."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_and_print(module: str, host_variable: str, host: str, marker: str) -> int:
+    """pytest -s of `module` with `host_variable`=`host`; print its lines containing `marker`
+    (and the end of its output if it failed); its exit status."""
+    run = subprocess.run([sys.executable, "-m", "pytest", "-m", "lab", "-q", "-s", "-p", "no:cacheprovider", module],
+                         cwd=REPO, capture_output=True, text=True, env={**os.environ, host_variable: host})
+    for line in run.stdout.splitlines():
+        if marker in line:
+            print(line.strip())
+    if run.returncode != 0:
+        print(run.stdout[-3000:], run.stderr[-2000:], sep="\n")
+    return run.returncode
