@@ -186,6 +186,14 @@ def test_a_postgres_major_change_is_refused(host):
             "is PostgreSQL 18, but the data in /srv/gitea/postgres is PostgreSQL 17")
 
 
+def test_the_host_lists_the_registrys_tags_page_by_page(host):
+    """Against the lab's real registry (CNCF Distribution), one tag a page: every tag, by its Link
+    headers, as the window's run asks for them."""
+    out = sh("cd /usr/local/lib/gitea-deploy && python3 -c 'import json, sys, gitea_registry as r; "
+             "print(json.dumps(r.list_tags(r.parse_reference(sys.argv[1]), page_size=1)))' " + N).stdout
+    assert set(TAGS) <= set(json.loads(out)), out
+
+
 def test_the_window_takes_the_newest_patch_and_rolls_back_its_failure(host):
     started = time.monotonic()
     cp = sh("gitea-update auto", check=False)

@@ -235,3 +235,43 @@ def test_auto_does_nothing_outside_the_window(tmp_path, monkeypatch):
     monkeypatch.setattr(job, "images", lambda path: pytest.fail("auto looked at the stack outside its window"))
     assert job.auto(None, ucfg, now=_at(2, 12)) == 0
     assert not (tmp_path / "next").exists()
+
+
+@pytest.mark.parametrize(("allowed", "required", "rebooted"), [(True, True, True), (True, False, False),
+                                                               (False, True, False)])
+def test_auto_reboots_in_the_window_only_when_asked_and_allowed(tmp_path, monkeypatch, allowed, required, rebooted):
+    ucfg = job.UpdateConfig(str(tmp_path / "next"), str(tmp_path / "prev"), str(tmp_path / "state.json"),
+                            str(tmp_path / "m.prom"), "git.example.org", "", True, "* 00:00-23:59", allowed)
+    flag = tmp_path / "reboot-required"
+    if required:
+        flag.write_text("*** System restart required ***\n")
+    calls = []
+    monkeypatch.setattr(job, "REBOOT_REQUIRED", str(flag))
+    monkeypatch.setattr(job, "images", lambda path: {"gitea": G.format("1.27.3")})
+    monkeypatch.setattr(job, "list_tags", lambda ref: ["1.27.3-rootless"])  # nothing newer: no update
+    monkeypatch.setattr(job, "run", lambda argv, **kw: calls.append(argv))
+    cfg = type("Cfg", (), {"compose_file": str(tmp_path / "compose.yaml")})()
+    assert job.auto(cfg, ucfg) == 0
+    assert (["systemctl", "reboot"] in calls) is rebooted
+
+
+def test_auto_does_not_reboot_after_a_failed_update(tmp_path, monkeypatch):
+    ucfg = job.UpdateConfig(str(tmp_path / "next"), str(tmp_path / "prev"), str(tmp_path / "state.json"),
+                            str(tmp_path / "m.prom"), "git.example.org", "", True, "* 00:00-23:59", True)
+    (tmp_path / "reboot-required").write_text("")
+    (tmp_path / "compose.yaml").write_text(f'    image: "{G.format("1.27.3")}"\n')
+    calls = []
+    monkeypatch.setattr(job, "REBOOT_REQUIRED", str(tmp_path / "reboot-required"))
+    monkeypatch.setattr(job, "images", lambda path: {"gitea": G.format("1.27.3")})
+    monkeypatch.setattr(job, "list_tags", lambda ref: ["1.27.3-rootless", "1.27.4-rootless"])
+    monkeypatch.setattr(job, "run", lambda argv, **kw: calls.append(argv))
+
+    def failing(cfg, ucfg):
+        raise job.JobError("rolled back")
+
+    monkeypatch.setattr(job, "apply", failing)
+    cfg = type("Cfg", (), {"compose_file": str(tmp_path / "compose.yaml")})()
+    with pytest.raises(job.JobError, match="rolled back"):
+        job.auto(cfg, ucfg)
+    assert G.format("1.27.4") in (tmp_path / "next").read_text()  # what apply was given
+    assert ["systemctl", "reboot"] not in calls
