@@ -45,7 +45,7 @@ from gitea_backup import (
     parse_env,
     run,
 )
-from gitea_registry import RegistryError, list_tags, newest_in_line, parse_reference, parse_version
+from gitea_registry import LINES, RegistryError, list_tags, newest_in_line, parse_reference, parse_version
 from gitea_restore import restore
 from gitea_window import is_open, parse_window
 
@@ -54,10 +54,6 @@ PRE_UPDATE_TAG = "pre-update"
 WAIT_SECONDS = 300  # `up --wait`'s bound for healthy containers (the deploy's STACK_WAIT)
 PULL_TIMEOUT = 1800
 CHECK_TIMEOUT = 120  # the checks after `up --wait`: nginx may still hold the old upstream connection
-# What `auto` may move, and how much of the version must stay: Gitea within its minor line (a
-# minor migrates the database one way: that is the operator's pin to change), PostgreSQL within
-# its major (a major needs a dump and restore: gitea-pg-upgrade). Other services: never.
-LINES = {"gitea": 2, "db": 1}
 REBOOT_REQUIRED = "/var/run/reboot-required"
 
 
@@ -262,6 +258,9 @@ def apply(cfg, ucfg: UpdateConfig) -> int:
     if pending and Path(ucfg.previous_compose).exists():
         log.warning("an update to %s was interrupted after its new compose file went live: finishing it",
                     pending["to"])
+        # The deploy that started this run wrote its wish again; once this one is finished the next
+        # deploy asks afresh, so no stale wish is left beside the live file.
+        Path(ucfg.next_compose).unlink(missing_ok=True)
         return finish(cfg, ucfg, stack, state, started)
     if not Path(ucfg.next_compose).exists():
         raise JobError(f"nothing to apply: {ucfg.next_compose} does not exist (the deploy writes it)")

@@ -275,3 +275,18 @@ def test_auto_does_not_reboot_after_a_failed_update(tmp_path, monkeypatch):
         job.auto(cfg, ucfg)
     assert G.format("1.27.4") in (tmp_path / "next").read_text()  # what apply was given
     assert ["systemctl", "reboot"] not in calls
+
+
+def test_a_resumed_update_leaves_no_stale_wish_beside_the_live_file(tmp_path, monkeypatch):
+    """A deploy that finds an interrupted update writes compose.next.yaml again, then runs apply,
+    which finishes the interrupted one: the written wish must not stay behind (the next deploy asks
+    afresh; a leftover would sit there for good)."""
+    ucfg = job.UpdateConfig(str(tmp_path / "next"), str(tmp_path / "prev"), str(tmp_path / "state.json"),
+                            str(tmp_path / "m.prom"), "git.example.org", "", True, "* 00:00-23:59", False)
+    (tmp_path / "state.json").write_text(json.dumps({"pending": {"from": {}, "to": {}}}))
+    (tmp_path / "prev").write_text("old")
+    (tmp_path / "next").write_text("the deploy's wish, written again")
+    monkeypatch.setattr(job, "Stack", lambda cfg: None)
+    monkeypatch.setattr(job, "finish", lambda *args: 0)
+    assert job.apply(None, ucfg) == 0
+    assert not (tmp_path / "next").exists()
