@@ -94,12 +94,17 @@ def backup_dir(data) -> str:
     return f"{data.get('data_root').rstrip('/')}/backup"
 
 
+def textfile(data, name: str) -> str:
+    """A metrics file in node_exporter's textfile directory (the backup's, the schedule's, the updater's)."""
+    return f"{data.get('node_exporter_textfile_dir').rstrip('/')}/{name}"
+
+
 def metrics_file(data) -> str:
-    return f"{data.get('node_exporter_textfile_dir').rstrip('/')}/{METRICS_NAME}"
+    return textfile(data, METRICS_NAME)
 
 
 def schedule_metrics_file(data) -> str:
-    return f"{data.get('node_exporter_textfile_dir').rstrip('/')}/{SCHEDULE_METRICS_NAME}"
+    return textfile(data, SCHEDULE_METRICS_NAME)
 
 
 def render_schedule_metrics(schedule: str) -> str:
@@ -197,11 +202,11 @@ def configuration_directory(data) -> None:
                      dest=CREDENTIALS_FILE, mode="600")
 
 
-def render_env(rows: list[tuple[str, str, str]], readers: str = "tasks/backup.py): read by gitea-backup and "
-               "gitea-restore") -> str:
-    """KEY=value lines, each value shell-quoted (gitea_backup.parse_env and sh read them alike).
-    `readers`: which stage writes the file and which programs read it, for its header."""
-    lines = [f"# Managed by gitea-deploy ({readers}, which",
+def render_env(rows: list[tuple[str, str, str]], writer: str = "tasks/backup.py",
+               readers: str = "gitea-backup and gitea-restore") -> str:
+    """KEY=value lines, each value shell-quoted (gitea_backup.parse_env and sh read them alike); the
+    header names the stage that writes the file and the programs that read it."""
+    lines = [f"# Managed by gitea-deploy ({writer}): read by {readers}, which",
              "# have no defaults of their own. No secret values here: only the paths of the files that",
              "# hold them (root-only)."]
     for key, value, comment in rows:

@@ -21,7 +21,7 @@ from pyinfra.api import FactBase, deploy
 from pyinfra.api.exceptions import DeployError
 
 from tasks import backup, host_module, snapshot
-from tasks.backup import CONFIG_DIR, LIB_DIR, STATE_DIR, configuration_directory, render_env
+from tasks.backup import CONFIG_DIR, LIB_DIR, STATE_DIR, configuration_directory, render_env, textfile
 from tasks.common import REPO, apply_when_stale
 
 UPDATE_DIR = REPO / "files/updates"
@@ -31,13 +31,12 @@ METRICS_NAME = "gitea_update.prom"
 MODULES = ("gitea_update.py", "gitea_registry.py", "gitea_window.py")
 PROGRAM = "gitea-update"
 AUTO_UNIT = "gitea-update-auto"  # .service runs `gitea-update auto`, .timer opens the window
-# How much of a version the deploy lets gitea-update auto move past the pin (gitea_update.LINES).
-LINES = {"gitea": 2, "db": 1}
 PROJECT = "gitea"  # templates/gitea/compose.yaml.j2's `name:`: Compose labels its containers with it
 
 
-registry = host_module("gitea_registry")  # image references and versions
+registry = host_module("gitea_registry")  # image references, versions, LINES
 window = host_module("gitea_window")  # the update window
+LINES = registry.LINES
 
 
 def next_compose(data) -> str:
@@ -49,7 +48,7 @@ def previous_compose(data) -> str:
 
 
 def metrics_file(data) -> str:
-    return f"{data.get('node_exporter_textfile_dir').rstrip('/')}/{METRICS_NAME}"
+    return textfile(data, METRICS_NAME)
 
 
 def update_env(data) -> list[tuple[str, str, str]]:
@@ -142,11 +141,10 @@ def newer_in_line(have: str, pin: str, depth: int) -> bool:
     same first `depth` numbers, a higher version? What gitea-update auto moves a pin to."""
     try:
         a, b = registry.parse_reference(have), registry.parse_reference(pin)
-    except ValueError:
+        return (a.registry, a.repository) == (b.registry, b.repository) and a.tag != b.tag \
+            and registry.newest_in_line([a.tag], b.tag, depth) == a.tag
+    except ValueError:  # a digest, or a tag that names no version: no line
         return False
-    va, vb = registry.parse_version(a.tag), registry.parse_version(b.tag)
-    return (a.registry, a.repository) == (b.registry, b.repository) and va is not None and vb is not None \
-        and va[1] == vb[1] and len(va[0]) == len(vb[0]) and va[0][:depth] == vb[0][:depth] and va[0] > vb[0]
 
 
 def wanted_images(data) -> dict[str, str]:
@@ -240,5 +238,5 @@ def update_programs():
     snapshot.service(name=f"{AUTO_UNIT}.timer {'on' if data.get('auto_update') else 'off'}",
                      service=f"{AUTO_UNIT}.timer", running=bool(data.get("auto_update")),
                      enabled=bool(data.get("auto_update")))
-    snapshot.put(name="Update configuration", src=StringIO(render_env(update_env(data), "tasks/updates.py): read by "
-                                                                      "gitea-update")), dest=ENV_FILE, mode="644")
+    snapshot.put(name="Update configuration", src=StringIO(render_env(update_env(data), "tasks/updates.py", "gitea-update")),
+                 dest=ENV_FILE, mode="644")

@@ -113,6 +113,12 @@ def parse_version(tag: str) -> tuple[tuple[int, ...], str] | None:
     return tuple(int(number) for number in match[1].split(".")), match[2]
 
 
+# How much of a version must stay when a release is taken without a person, per Compose service:
+# Gitea within its minor line (a minor migrates the database one way), PostgreSQL within its major
+# (a major needs a dump and restore). gitea-update auto and the deploy's plan both read it.
+LINES = {"gitea": 2, "db": 1}
+
+
 def newest_in_line(tags: Iterable[str], current_tag: str, depth: int) -> str:
     """The greatest tag of current_tag's line: the same suffix, the same count of numbers and the
     same first `depth` numbers (2: Gitea's minor line, 1: PostgreSQL's major). Never one below
