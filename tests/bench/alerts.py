@@ -10,18 +10,9 @@ message. The host is brought up, deployed and removed by the test's fixtures.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from lab_module import run_and_print
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--name", default="gitea-lab-bench", help="the lab host to use (default gitea-lab-bench)")
-    args = parser.parse_args()
-    return run_and_print("tests/lab/test_alert_faults.py", "GITEA_LAB_ALERT_HOST", args.name, " to webhook: ")
-
+import lab_module
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(lab_module.main(__doc__, "tests/lab/test_alert_faults.py", "GITEA_LAB_ALERT_HOST", " to webhook: "))

@@ -3,6 +3,7 @@ the benchmark's own, and print the figure lines the module prints."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -22,3 +23,10 @@ def run_and_print(module: str, host_variable: str, host: str, marker: str) -> in
     if run.returncode != 0:
         print(run.stdout[-3000:], run.stderr[-2000:], sep="\n")
     return run.returncode
+
+
+def main(doc: str, module: str, host_variable: str, marker: str) -> int:
+    """A benchmark's command line: --name HOST (default gitea-lab-bench), then run_and_print."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--name", default="gitea-lab-bench", help="the lab host to use (default gitea-lab-bench)")
+    return run_and_print(module, host_variable, parser.parse_args().name, marker)

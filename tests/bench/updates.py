@@ -12,18 +12,9 @@ removed by the test's fixtures.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from lab_module import run_and_print
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--name", default="gitea-lab-bench", help="the lab host to use (default gitea-lab-bench)")
-    args = parser.parse_args()
-    return run_and_print("tests/lab/test_updates.py", "GITEA_LAB_UPDATES_HOST", args.name, "updates: ")
-
+import lab_module
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(lab_module.main(__doc__, "tests/lab/test_updates.py", "GITEA_LAB_UPDATES_HOST", "updates: "))
