@@ -49,6 +49,11 @@ STANDIN_GITEA_TAGS = {
     "1.28.0": {},                                                  # next minor line: migrates, healthy
 }
 
+# The PostgreSQL majors the lab registry holds (lab/postgres:<major>), each Debian's own package from
+# the suite that ships it (lab/images/postgres, built with PG_MAJOR=<major> on that suite's base).
+# Deploys use 17; 15 is the old major the major-upgrade drill starts from (issue 12).
+STANDIN_POSTGRES_TAGS = {"17": "trixie", "15": "bookworm"}
+
 # Images the deploy pulls inside a host. state key -> (lab image dir, repository, tag)
 STANDIN_IMAGES = {
     "gitea": ("gitea-standin", "lab/gitea-standin", STANDIN_GITEA_DEFAULT),

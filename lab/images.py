@@ -1,7 +1,8 @@
 """Lab images, cached by content tag: built once, never rebuilt while their inputs are unchanged.
 
 - ``base``: a debootstrap'd Debian 13 (trixie) rootfs imported as an image that boots systemd;
-  tag = hash of the debootstrap recipe.
+  tag = hash of the debootstrap recipe. A lean one of an older suite (BASE_RECIPES) where an image
+  needs that suite's packages: the lab's PostgreSQL 15, for the major-upgrade drill.
 - every ``lab/images/<name>/Dockerfile`` (``ARG BASE`` / ``FROM ${BASE}``), built with
   ``--build-arg BASE=<base tag>``; tag = hash of that directory's files + the base tag (+ the
   build args a caller gives: the Gitea stand-in is built once per registry tag from one Dockerfile).
@@ -33,6 +34,9 @@ BASE_RECIPE = {
     "mirror": "http://deb.debian.org/debian",
     "import_changes": ['CMD ["/sbin/init"]'],
 }
+# Other suites' bases: only what an image built on them needs (no systemd: they run one program).
+BASE_RECIPES = {"trixie": BASE_RECIPE,
+                "bookworm": {**BASE_RECIPE, "suite": "bookworm", "include": ["ca-certificates"], "import_changes": []}}
 _IGNORED = {"__pycache__", ".git", ".DS_Store"}
 
 
@@ -60,8 +64,11 @@ def dir_hash(path: Path, base_tag: str, build_args: dict[str, str] | None = None
     return h.hexdigest()[:12]
 
 
-def base_tag() -> str:
-    return f"{IMAGE_REPO}/base:{recipe_hash(BASE_RECIPE)}"
+def base_tag(suite: str = "trixie") -> str:
+    if suite not in BASE_RECIPES:
+        raise LabError(f"no lab base for Debian {suite!r} (have: {', '.join(BASE_RECIPES)})")
+    name = "base" if suite == "trixie" else f"base-{suite}"
+    return f"{IMAGE_REPO}/{name}:{recipe_hash(BASE_RECIPES[suite])}"
 
 
 def image_dir(name: str) -> Path:
@@ -73,36 +80,35 @@ def available() -> list[str]:
     return ["base"] + sorted(p.parent.name for p in IMAGES_DIR.glob("*/Dockerfile"))
 
 
-def tag_for(name: str, build_args: dict[str, str] | None = None) -> str:
+def tag_for(name: str, build_args: dict[str, str] | None = None, suite: str = "trixie") -> str:
     if name == "base":
-        return base_tag()
+        return base_tag(suite)
     d = image_dir(name)
     if not (d / "Dockerfile").is_file():
         raise LabError(f"no lab image {name!r}: {d}/Dockerfile does not exist")
-    return f"{IMAGE_REPO}/{name}:{dir_hash(d, base_tag(), build_args)}"
+    return f"{IMAGE_REPO}/{name}:{dir_hash(d, base_tag(suite), build_args)}"
 
 
-def ensure(name: str, build_args: dict[str, str] | None = None) -> str:
-    """Build the lab image `name` (with these --build-arg values) if its content tag does not
-    exist yet; return the tag."""
-    tag = tag_for(name, build_args)
+def ensure(name: str, build_args: dict[str, str] | None = None, suite: str = "trixie") -> str:
+    """Build the lab image `name` (with these --build-arg values, on the base of this Debian suite)
+    if its content tag does not exist yet; return the tag."""
+    tag = tag_for(name, build_args, suite)
     if image_id(tag):
         return tag
     with locked(f"image-{name}"):
         if image_id(tag):  # another lab process built it while we waited
             return tag
         if name == "base":
-            _build_base(tag)
+            _build_base(tag, BASE_RECIPES[suite])
         else:
-            _build_dir(name, tag, ensure("base"), build_args or {})
+            _build_dir(name, tag, ensure("base", suite=suite), build_args or {})
     return tag
 
 
-def _build_base(tag: str) -> None:
-    r = BASE_RECIPE
+def _build_base(tag: str, r: dict) -> None:
     t = Timer()
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    log = LOG_DIR / "build-base.log"
+    log = LOG_DIR / f"build-base-{r['suite']}.log"
     say(f"building {tag}: debootstrap {r['suite']} (~1-2 min; log: {log})")
     work = Path(tempfile.mkdtemp(prefix="gitea-lab-rootfs-", dir="/var/tmp"))
     rootfs = work / "rootfs"

@@ -16,6 +16,7 @@ from lab.config import (
     SIDECAR_TIMEOUT,
     STANDIN_GITEA_TAGS,
     STANDIN_IMAGES,
+    STANDIN_POSTGRES_TAGS,
     UPSTREAM_IMAGES,
 )
 from lab.engine import container, docker, image_id, inspect, logs, remove_containers, running
@@ -36,16 +37,25 @@ def gitea_build_args(tag: str) -> dict[str, str]:
     return {"GITEA_STANDIN_VERSION": f"{tag}+standin", **STANDIN_GITEA_TAGS[tag]}
 
 
-def standin_builds() -> list[tuple[str, dict[str, str], str, str]]:
-    """What the lab registry holds: (lab image dir, build args, repository, tag); the Gitea stand-in
-    once per STANDIN_GITEA_TAGS entry, every other stand-in once."""
+def standin_builds() -> list[tuple[str, dict[str, str], str, str, str]]:
+    """What the lab registry holds: (lab image dir, build args, repository, tag, Debian suite); the
+    Gitea stand-in once per STANDIN_GITEA_TAGS entry, PostgreSQL once per STANDIN_POSTGRES_TAGS
+    entry, every other stand-in once."""
     builds = []
     for key, (name, repo, rtag) in STANDIN_IMAGES.items():
         if key == "gitea":
-            builds += [(name, gitea_build_args(t), repo, t) for t in STANDIN_GITEA_TAGS]
+            builds += [(name, gitea_build_args(t), repo, t, "trixie") for t in STANDIN_GITEA_TAGS]
+        elif key == "postgres":
+            builds += [(name, {"PG_MAJOR": major}, repo, major, suite) for major, suite in STANDIN_POSTGRES_TAGS.items()]
         else:
-            builds.append((name, {}, repo, rtag))
+            builds.append((name, {}, repo, rtag, "trixie"))
     return builds
+
+
+def postgres_reference(major: str) -> str:
+    """The lab's PostgreSQL of that major, as a host pulls it."""
+    _, repo, _ = STANDIN_IMAGES["postgres"]
+    return f"{REGISTRY_IN_HOST}/{repo}:{major}"
 
 
 def gitea_references() -> dict[str, str]:
@@ -119,8 +129,8 @@ def publish_standins() -> dict[str, str]:
     The Gitea stand-in's tags share every layer, so each extra push only uploads its config."""
     with locked("registry"):
         port = ensure_outer()
-        for name, build_args, repo, rtag in standin_builds():
-            local = images.ensure(name, build_args)
+        for name, build_args, repo, rtag, suite in standin_builds():
+            local = images.ensure(name, build_args, suite)
             want = image_id(local)
             if pushed_config_digest(port, repo, rtag) == want:
                 continue

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from lab import cli, config, images, state
+from lab import LabError, cli, config, images, state
 from lab.hosts import pick_ports, ports_of
 from lab.secrets import key_fingerprint
 
@@ -65,6 +65,16 @@ def test_recipe_hash_follows_the_recipe():
     r2 = dict(r, include=r["include"] + ["vim"])
     assert images.recipe_hash(r2) != images.recipe_hash(r)
     assert images.base_tag() == f"gitea-deploy-lab/base:{images.recipe_hash(images.BASE_RECIPE)}"
+
+
+def test_an_older_suites_base_is_lean_and_named_for_it():
+    """The major-upgrade drill's PostgreSQL 15 is bookworm's package: its own base, no systemd."""
+    old = images.BASE_RECIPES["bookworm"]
+    assert (old["suite"], old["include"], old["import_changes"]) == ("bookworm", ["ca-certificates"], [])
+    assert images.base_tag("bookworm") == f"gitea-deploy-lab/base-bookworm:{images.recipe_hash(old)}"
+    assert images.tag_for("postgres", {"PG_MAJOR": "15"}, "bookworm") != images.tag_for("postgres", {"PG_MAJOR": "15"})
+    with pytest.raises(LabError, match="no lab base for Debian 'sid'"):
+        images.base_tag("sid")
 
 
 def test_base_recipe_is_the_documented_one():
@@ -219,7 +229,7 @@ def test_gitea_standin_update_tags_in_the_registry():
     assert registry.references("standin")["gitea"] == "127.0.0.1:5000/lab/gitea-standin:1.27.3"
     assert registry.gitea_references() == {t: f"127.0.0.1:5000/lab/gitea-standin:{t}"
                                            for t in ("1.27.3", "1.27.4", "1.27.5", "1.28.0")}
-    gitea = [(args, repo, tag) for name, args, repo, tag in registry.standin_builds() if name == "gitea-standin"]
+    gitea = [(args, repo, tag) for name, args, repo, tag, _ in registry.standin_builds() if name == "gitea-standin"]
     assert gitea == [
         ({"GITEA_STANDIN_VERSION": "1.27.3+standin"}, "lab/gitea-standin", "1.27.3"),
         ({"GITEA_STANDIN_VERSION": "1.27.4+standin"}, "lab/gitea-standin", "1.27.4"),
@@ -227,7 +237,10 @@ def test_gitea_standin_update_tags_in_the_registry():
          "lab/gitea-standin", "1.27.5"),
         ({"GITEA_STANDIN_VERSION": "1.28.0+standin"}, "lab/gitea-standin", "1.28.0"),
     ]
-    assert ("postgres", {}, "lab/postgres", "17") in registry.standin_builds()
+    postgres = [b for b in registry.standin_builds() if b[0] == "postgres"]
+    assert postgres == [("postgres", {"PG_MAJOR": "17"}, "lab/postgres", "17", "trixie"),
+                        ("postgres", {"PG_MAJOR": "15"}, "lab/postgres", "15", "bookworm")]
+    assert registry.references("standin")["postgres"] == registry.postgres_reference("17")
     assert len({images.tag_for("gitea-standin", args) for args, _, _ in gitea}) == 4, "one local image per tag"
     dockerfile = (images.image_dir("gitea-standin") / "Dockerfile").read_text()
     assert all(f"ARG {k}" in dockerfile for args, _, _ in gitea for k in args)
