@@ -1,5 +1,5 @@
 """Image updates: which images the stack should run, what is refused, and the host programs that
-change them safely (gitea-update, with the backup job's gitea-backup and gitea-restore).
+change them safely (gitea-update and gitea-pg-upgrade, with the backup job's gitea-backup and gitea-restore).
 
 An image change is never a plain `compose up`: when the images the deploy wants differ from the
 ones the stack's containers were made from, the compose file goes beside the live one
@@ -27,9 +27,10 @@ from tasks.common import REPO, apply_when_stale
 UPDATE_DIR = REPO / "files/updates"
 ENV_FILE = f"{CONFIG_DIR}/update.env"
 STATE_FILE = f"{STATE_DIR}/update.json"
+PG_UPGRADE_FILE = f"{STATE_DIR}/pg-upgrade.json"  # exists while gitea-pg-upgrade runs (or died mid-way)
 METRICS_NAME = "gitea_update.prom"
-MODULES = ("gitea_update.py", "gitea_registry.py", "gitea_window.py")
-PROGRAM = "gitea-update"
+MODULES = ("gitea_update.py", "gitea_registry.py", "gitea_window.py", "gitea_pg_upgrade.py")
+PROGRAMS = ("gitea-update", "gitea-pg-upgrade")
 AUTO_UNIT = "gitea-update-auto"  # .service runs `gitea-update auto`, .timer opens the window
 PROJECT = "gitea"  # templates/gitea/compose.yaml.j2's `name:`: Compose labels its containers with it
 
@@ -66,6 +67,7 @@ def update_env(data) -> list[tuple[str, str, str]]:
         (u("DOMAIN"), data.get("gitea_domain"), "healthz is checked through nginx under this name."),
         (u("CA_FILE"), PROBE_CA_FILE if data.get("monitoring_tls_ca_bundle") else "",
          "Empty: the system's CAs verify the served certificate."),
+        (u("PG_UPGRADE_FILE"), PG_UPGRADE_FILE, "gitea-pg-upgrade's plan; the deploy refuses to run while it exists."),
         (u("AUTO"), "true" if data.get("auto_update") else "false", "gitea-update auto: newer patch releases."),
         (u("WINDOW"), data.get("update_window"), "When gitea-update auto may change anything (host's time zone)."),
         (u("REBOOT"), "true" if data.get("update_reboot") else "false",
@@ -87,24 +89,27 @@ def auto_timer(data) -> str:
 @dataclass
 class Seen:
     """The stack as the host has it: each service's container image, the PostgreSQL major of the
-    data directory (None: no cluster yet), and gitea-update's state."""
+    data directory (None: no cluster yet), gitea-update's state, and whether a PostgreSQL major
+    upgrade is under way (or died mid-way: its plan file exists)."""
 
     images: dict[str, str] = field(default_factory=dict)
     pg_major: int | None = None
     state: dict = field(default_factory=dict)
+    pg_upgrade: bool = False
 
 
 class StackImages(FactBase):
     """One command: the image of each container of the Compose project (running or not), the data
-    directory's PG_VERSION, gitea-update's state file."""
+    directory's PG_VERSION, gitea-update's state file, gitea-pg-upgrade's plan file."""
 
-    def command(self, pg_version_file: str, state_file: str) -> str:
+    def command(self, pg_version_file: str, state_file: str, pg_upgrade_file: str = PG_UPGRADE_FILE) -> str:
         labels = shlex.quote('{{index .Config.Labels "com.docker.compose.service"}} {{.Config.Image}}')
         return (f"if command -v docker >/dev/null; then "
                 f"ids=$(docker ps -aq --filter label=com.docker.compose.project={PROJECT}); "
                 f"[ -z \"$ids\" ] || docker inspect --format {labels} $ids | sed 's/^/image /'; fi; "
                 f"[ ! -f {shlex.quote(pg_version_file)} ] || sed 's/^/pg /' {shlex.quote(pg_version_file)}; "
                 f"[ ! -f {shlex.quote(state_file)} ] || printf 'state %s\\n' \"$(tr -d '\\n' < {shlex.quote(state_file)})\"; "
+                f"[ ! -e {shlex.quote(pg_upgrade_file)} ] || echo pg-upgrade; "
                 f"true")
 
     @staticmethod
@@ -122,6 +127,8 @@ class StackImages(FactBase):
                 seen.pg_major = int(rest)
             elif kind == "state" and rest:
                 seen.state = json.loads(rest)
+            elif kind == "pg-upgrade":
+                seen.pg_upgrade = True
         return seen
 
 
@@ -165,6 +172,11 @@ class Plan:
 def plan(data, seen: Seen) -> Plan:
     """The images to run, or DeployError for what must never be done without a person."""
     wanted, kept = wanted_images(data), {}
+    if seen.pg_upgrade:
+        raise DeployError(
+            f"a PostgreSQL major upgrade is under way on this host ({PG_UPGRADE_FILE} exists): the deploy does not "
+            f"touch the stack meanwhile. Nothing was changed; deploy again once gitea-pg-upgrade has ended (a run "
+            f"that died with the host: `gitea-pg-upgrade rollback`, docs/runbooks/upgrade.md)")
     if "db" in wanted and seen.pg_major is not None:
         pg = version(wanted["db"])
         if pg is None:
@@ -214,12 +226,12 @@ def host_plan() -> Plan:
 
 @deploy("Update programs")
 def update_programs():
-    """gitea-update, gitea-backup and gitea-restore: before the stack, which an image change runs
+    """gitea-update, gitea-pg-upgrade, gitea-backup and gitea-restore: before the stack, which an image change runs
     through gitea-update (the backup stage configures the job they share)."""
     data = host.data
     snapshot.directory(name="Host programs' code", path=LIB_DIR, mode="755")
     sources = {**{name: REPO / "files/backup" for name in (*backup.MODULES, *backup.PROGRAMS)},
-               **{name: UPDATE_DIR for name in (*MODULES, PROGRAM)}}
+               **{name: UPDATE_DIR for name in (*MODULES, *PROGRAMS)}}
     for name, source in sources.items():
         program = not name.endswith(".py")
         snapshot.put(name=f"Install {name}", src=str(source / name),

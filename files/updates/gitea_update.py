@@ -65,13 +65,14 @@ class UpdateConfig:
     metrics_file: str
     domain: str  # the public name, resolved to this host for the healthz check through nginx
     ca_file: str  # what the served certificate chains to; empty: the system's CAs
+    pg_upgrade_file: str  # gitea-pg-upgrade's plan while a PostgreSQL major upgrade runs
 
     auto: bool  # `auto` may look for and apply newer patch releases
     window: str  # when (gitea_window grammar); `auto` does nothing outside it
     reboot: bool  # `auto` reboots in the window when the OS asks for it
 
-    KEYS = ("NEXT_COMPOSE", "PREVIOUS_COMPOSE", "STATE_FILE", "METRICS_FILE", "DOMAIN", "CA_FILE", "AUTO",
-            "WINDOW", "REBOOT")
+    KEYS = ("NEXT_COMPOSE", "PREVIOUS_COMPOSE", "STATE_FILE", "METRICS_FILE", "DOMAIN", "CA_FILE",
+            "PG_UPGRADE_FILE", "AUTO", "WINDOW", "REBOOT")
 
     @classmethod
     def from_env(cls, values: dict[str, str]) -> UpdateConfig:

@@ -4,14 +4,25 @@ window's timer, and no update left half done or failed. Read-only: nothing here 
 import json
 
 from tasks.backup import PROGRAMS as BACKUP_PROGRAMS
-from tasks.updates import AUTO_UNIT, ENV_FILE, PROGRAM, STATE_FILE, auto_timer, next_compose, previous_compose, window
+from tasks.updates import (
+    AUTO_UNIT,
+    ENV_FILE,
+    PG_UPGRADE_FILE,
+    PROGRAMS,
+    STATE_FILE,
+    auto_timer,
+    next_compose,
+    previous_compose,
+    window,
+)
 
 
 def test_the_programs_are_installed_and_answer(target):
-    for name in (PROGRAM, *BACKUP_PROGRAMS):
+    for name in (*PROGRAMS, *BACKUP_PROGRAMS):
         program = target.host.file(f"/usr/local/sbin/{name}")
         assert (program.user, program.mode) == ("root", 0o755), name
-    assert target.sudo(f"{PROGRAM} --help").rc == 0
+    for name in PROGRAMS:
+        assert target.sudo(f"{name} --help").rc == 0, name
 
 
 def test_the_configuration_is_the_inventorys(target):
@@ -33,7 +44,9 @@ def test_the_window_timer_is_as_the_inventory_says(target):
 
 
 def test_no_update_is_pending_or_failed(target):
-    """A pending update is one a run died in (the next deploy finishes it); a failed one paged."""
+    """A pending update is one a run died in (the next deploy finishes it); a failed one paged. A
+    PostgreSQL major upgrade's plan left behind: one that died with the host (the deploy refuses)."""
+    assert not target.host.file(PG_UPGRADE_FILE).exists, "gitea-pg-upgrade rollback"
     assert not target.host.file(next_compose(target.data)).exists
     assert not target.host.file(previous_compose(target.data)).exists
     state = target.host.file(STATE_FILE)

@@ -35,6 +35,13 @@ def seen(gitea=None, db=None, pg=None, **state):
     return updates.Seen(images=images, pg_major=pg, state=state)
 
 
+def update_config(tmp_path, window: str, reboot: bool):
+    """gitea-update's configuration with its files under tmp_path; automatic updates on."""
+    return job.UpdateConfig(str(tmp_path / "next"), str(tmp_path / "prev"), str(tmp_path / "state.json"),
+                            str(tmp_path / "m.prom"), "git.example.org", "", str(tmp_path / "pg-upgrade.json"), True,
+                            window, reboot)
+
+
 def test_a_fresh_host_takes_the_pins_without_an_update():
     plan = updates.plan(data(), seen())
     assert plan.images == {"gitea": G.format("1.27.3"), "db": P.format("17.6")}
@@ -125,6 +132,16 @@ def test_the_fact_reads_images_data_version_and_state():
     assert updates.StackImages().process([]) == updates.Seen()
 
 
+def test_a_major_upgrade_under_way_stops_the_deploy_before_any_op():
+    """gitea-pg-upgrade's plan file on the host: a scheduled redeploy must not start Gitea on the
+    half-made cluster (nor render the old image back), whatever the pins say."""
+    assert updates.StackImages().process(["pg 15", "pg-upgrade"]) == updates.Seen(pg_major=15, pg_upgrade=True)
+    running = seen(gitea=G.format("1.27.3"), db=P.format("15.14"), pg=15)
+    running.pg_upgrade = True
+    with pytest.raises(DeployError, match="a PostgreSQL major upgrade is under way .* Nothing was changed"):
+        updates.plan(data(postgres_image=P.format("15.14")), running)
+
+
 def test_the_fact_quotes_its_paths():
     command = updates.StackImages().command(pg_version_file="/srv/a b/postgres/PG_VERSION", state_file="/x/y'z")
     assert "'/srv/a b/postgres/PG_VERSION'" in command and "'/x/y'\"'\"'z'" in command
@@ -159,8 +176,7 @@ def test_metrics_say_whether_the_last_update_failed():
 
 
 def test_a_rolled_back_update_records_its_images_as_failed(tmp_path):
-    ucfg = job.UpdateConfig(str(tmp_path / "next"), str(tmp_path / "prev"), str(tmp_path / "state.json"),
-                            str(tmp_path / "m.prom"), "git.example.org", "", True, "Sun 03:00-05:00", False)
+    ucfg = update_config(tmp_path, "Sun 03:00-05:00", False)
     state = {"pending": {"from": {"gitea": "g:1", "db": "p:1"}, "to": {"gitea": "g:2", "db": "p:1"}}}
     job.finished(ucfg, state, "rolled-back", 0.0, why="healthz")
     saved = json.loads((tmp_path / "state.json").read_text())
@@ -230,8 +246,7 @@ def test_the_timer_opens_with_the_window():
 
 
 def test_auto_does_nothing_outside_the_window(tmp_path, monkeypatch):
-    ucfg = job.UpdateConfig(str(tmp_path / "next"), str(tmp_path / "prev"), str(tmp_path / "state.json"),
-                            str(tmp_path / "m.prom"), "git.example.org", "", True, "Sun 03:00-05:00", True)
+    ucfg = update_config(tmp_path, "Sun 03:00-05:00", True)
     monkeypatch.setattr(job, "images", lambda path: pytest.fail("auto looked at the stack outside its window"))
     assert job.auto(None, ucfg, now=_at(2, 12)) == 0
     assert not (tmp_path / "next").exists()
@@ -240,8 +255,7 @@ def test_auto_does_nothing_outside_the_window(tmp_path, monkeypatch):
 @pytest.mark.parametrize(("allowed", "required", "rebooted"), [(True, True, True), (True, False, False),
                                                                (False, True, False)])
 def test_auto_reboots_in_the_window_only_when_asked_and_allowed(tmp_path, monkeypatch, allowed, required, rebooted):
-    ucfg = job.UpdateConfig(str(tmp_path / "next"), str(tmp_path / "prev"), str(tmp_path / "state.json"),
-                            str(tmp_path / "m.prom"), "git.example.org", "", True, "* 00:00-23:59", allowed)
+    ucfg = update_config(tmp_path, "* 00:00-23:59", allowed)
     flag = tmp_path / "reboot-required"
     if required:
         flag.write_text("*** System restart required ***\n")
@@ -256,8 +270,7 @@ def test_auto_reboots_in_the_window_only_when_asked_and_allowed(tmp_path, monkey
 
 
 def test_auto_does_not_reboot_after_a_failed_update(tmp_path, monkeypatch):
-    ucfg = job.UpdateConfig(str(tmp_path / "next"), str(tmp_path / "prev"), str(tmp_path / "state.json"),
-                            str(tmp_path / "m.prom"), "git.example.org", "", True, "* 00:00-23:59", True)
+    ucfg = update_config(tmp_path, "* 00:00-23:59", True)
     (tmp_path / "reboot-required").write_text("")
     (tmp_path / "compose.yaml").write_text(f'    image: "{G.format("1.27.3")}"\n')
     calls = []
@@ -281,8 +294,7 @@ def test_a_resumed_update_leaves_no_stale_wish_beside_the_live_file(tmp_path, mo
     """A deploy that finds an interrupted update writes compose.next.yaml again, then runs apply,
     which finishes the interrupted one: the written wish must not stay behind (the next deploy asks
     afresh; a leftover would sit there for good)."""
-    ucfg = job.UpdateConfig(str(tmp_path / "next"), str(tmp_path / "prev"), str(tmp_path / "state.json"),
-                            str(tmp_path / "m.prom"), "git.example.org", "", True, "* 00:00-23:59", False)
+    ucfg = update_config(tmp_path, "* 00:00-23:59", False)
     (tmp_path / "state.json").write_text(json.dumps({"pending": {"from": {}, "to": {}}}))
     (tmp_path / "prev").write_text("old")
     (tmp_path / "next").write_text("the deploy's wish, written again")
