@@ -15,4 +15,4 @@ import sys
 import lab_module
 
 if __name__ == "__main__":
-    sys.exit(lab_module.main(__doc__, "tests/lab/test_alert_faults.py", "GITEA_LAB_ALERT_HOST", " to webhook: "))
+    sys.exit(lab_module.main(__doc__, ("tests/lab/test_alert_faults.py", "GITEA_LAB_ALERT_HOST", " to webhook: ")))

@@ -25,8 +25,11 @@ def run_and_print(module: str, host_variable: str, host: str, marker: str) -> in
     return run.returncode
 
 
-def main(doc: str, module: str, host_variable: str, marker: str) -> int:
-    """A benchmark's command line: --name HOST (default gitea-lab-bench), then run_and_print."""
+def main(doc: str, *runs: tuple[str, str, str]) -> int:
+    """A benchmark's command line: --name HOST (default gitea-lab-bench), then run_and_print for
+    each (module, host variable, marker) in turn; the first failure's exit status."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--name", default="gitea-lab-bench", help="the lab host to use (default gitea-lab-bench)")
-    return run_and_print(module, host_variable, parser.parse_args().name, marker)
+    name = parser.parse_args().name
+    statuses = [run_and_print(module, host_variable, name, marker) for module, host_variable, marker in runs]
+    return next((status for status in statuses if status), 0)

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-import ssl
 import subprocess
-import threading
 import time
 
 import pytest
@@ -32,12 +30,13 @@ import pytest
 from lab import api, registry
 from lab.converge import deploy, root_ca_file
 from tests.lab import alert_support as support
+from tests.lab import stack_support as stack
+from tests.lab.stack_support import COMPOSE, ok
 from tests.lab.test_deploy import healthz
 
 pytestmark = pytest.mark.lab
 
 NAME = os.environ.get("GITEA_LAB_UPDATES_HOST") or "gitea-lab-updates"
-COMPOSE = "docker compose -f /srv/gitea/compose.yaml"
 # In the window all day: the test runs `gitea-update auto` itself (the timer's unit runs the same).
 ALWAYS = "* 00:00-23:59"
 FIGURES: dict[str, float] = {}
@@ -45,11 +44,8 @@ TAGS = registry.gitea_references()
 N, N1, N2, NEXT_MINOR = (TAGS[t] for t in ("1.27.3", "1.27.4", "1.27.5", "1.28.0"))
 
 
-def sh(script: str, *, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess:
-    cp = api.exec(NAME, ["bash", "-c", "set -euo pipefail\n" + script], timeout=timeout)
-    if check and cp.returncode != 0:
-        raise AssertionError(f"exit {cp.returncode}\n--- stdout\n{cp.stdout[-3000:]}\n--- stderr\n{cp.stderr[-3000:]}")
-    return cp
+def sh(script: str, **kw) -> subprocess.CompletedProcess:
+    return stack.sh(NAME, script, **kw)
 
 
 def deploy_with(*data: str) -> dict:
@@ -60,24 +56,15 @@ def deploy_with(*data: str) -> dict:
 
 
 def running() -> dict[str, str]:
-    out = sh("docker ps --filter label=com.docker.compose.project=gitea "
-             "--format '{{.Label \"com.docker.compose.service\"}} {{.Image}}'").stdout
-    return dict(line.split(" ", 1) for line in out.splitlines() if line.strip())
+    return stack.running(NAME)
 
 
 def seeded() -> str:
-    """What the seed left, as the database and the repository hold it."""
-    return sh(f"""{COMPOSE} exec -T db psql -U gitea -d gitea -tA -c 'SELECT lower_name FROM "user" ORDER BY id' \
-                    -c 'SELECT owner_name, lower_name FROM repository ORDER BY id'
-                  {COMPOSE} exec -T gitea git -C /var/lib/gitea/git/repositories/gitadmin/kept.git rev-parse main""").stdout
+    return stack.seeded(NAME)
 
 
 def state() -> dict:
     return json.loads(sh("gitea-update status").stdout)
-
-
-def ok(result: dict) -> None:
-    assert result["returncode"] == 0 and not result["totals"].get("error"), result["log"][-5000:]
 
 
 @pytest.fixture(scope="module")
@@ -97,59 +84,8 @@ def host(lab_engine):
 
 
 def test_seed_on_n(host):
-    sh(f"""
-        {COMPOSE} exec -T gitea gitea admin user create --username dev1 --email dev1@lab.test \
-            --password update-drill-1234 --must-change-password=false
-        {COMPOSE} exec -T gitea gitea admin user change-password --username gitadmin --password update-drill-1234 \
-            --must-change-password=false
-        curl -fsS -o /dev/null -u gitadmin:update-drill-1234 -H 'Content-Type: application/json' \
-            -d '{{"name": "kept"}}' http://127.0.0.1:3000/api/v1/user/repos
-        {COMPOSE} exec -T gitea sh -ec '
-            cd /var/lib/gitea/git/repositories/gitadmin/kept.git
-            export GIT_AUTHOR_NAME=u GIT_AUTHOR_EMAIL=u@lab.test GIT_COMMITTER_NAME=u GIT_COMMITTER_EMAIL=u@lab.test
-            tree=$(printf "100644 blob %s\\tREADME\\n" "$(echo kept | git hash-object -w --stdin)" | git mktree)
-            git update-ref refs/heads/main "$(git commit-tree "$tree" -m seed)"'
-    """)
-    before = seeded()
-    assert "dev1" in before and "gitadmin|kept" in before
+    FIGURES["_seed"] = stack.seed(NAME)  # type: ignore[assignment]
     assert running()["gitea"] == N
-    FIGURES["_seed"] = before  # type: ignore[assignment]
-
-
-class Poller:
-    """healthz through nginx from outside, as users see it, every 0.2 s: the longest time it did
-    not pass."""
-
-    def __init__(self):
-        self.ip = api.state()["hosts"][NAME]["ip"]
-        self.ca = str(root_ca_file(NAME))
-        self.stop = threading.Event()
-        self.longest = self._down_since = 0.0
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        down = None
-        while not self.stop.is_set():
-            try:
-                passing = healthz(self.ip, self.ca) == "pass"
-            except (OSError, ValueError, ssl.SSLError):
-                passing = False
-            now = time.monotonic()
-            if passing and down is not None:
-                self.longest, down = max(self.longest, now - down), None
-            elif not passing and down is None:
-                down = now
-            time.sleep(0.2)
-        if down is not None:
-            self.longest = max(self.longest, time.monotonic() - down)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
 
 
 def pre_update_snapshots() -> list[str]:
@@ -158,7 +94,7 @@ def pre_update_snapshots() -> list[str]:
 
 def test_a_pin_change_goes_through_the_update_sequence(host):
     before = pre_update_snapshots()
-    with Poller() as poll:
+    with stack.Poller(NAME) as poll:
         result = deploy_with(f"gitea_image={N1}")
     ok(result)
     assert "Update the stack to" in result["log"] and "Start the stack" not in result["log"]
