@@ -1,8 +1,9 @@
 """Take a Debian 13 host to Gitea behind HTTPS. Run: pyinfra inventories/<env>.py deploy.py
 
 Every stage is one concern under tasks/; the order matters: every stage's packages first (one apt
-transaction), the engine before the stack, the stack's secrets and the programs an image update
-runs through (gitea-update) before the stack, the stack before nginx proxies to it.
+transaction), the firewall before the engine publishes a port, the engine before the stack, the
+stack's secrets and the programs an image update runs through (gitea-update) before the stack, the
+stack before nginx proxies to it.
 """
 
 from pyinfra import host
@@ -13,6 +14,7 @@ from tasks.backup import backup
 from tasks.base import base
 from tasks.common import tcp_nodelay
 from tasks.docker import docker
+from tasks.firewall import firewall
 from tasks.gitea import gitea
 from tasks.heartbeat import heartbeat
 from tasks.monitoring import monitoring
@@ -29,6 +31,7 @@ settings.validate(host.data.dict(), host=host.name)
 
 packages()
 base()
+firewall()
 docker()
 secrets()
 update_programs()

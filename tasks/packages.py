@@ -14,12 +14,25 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.operations import apt, server
 
-from tasks import REPO, alerting, backup, base, certbot, docker, heartbeat, monitoring, nginx, node_exporter, snapshot
+from tasks import (
+    REPO,
+    alerting,
+    backup,
+    base,
+    certbot,
+    docker,
+    firewall,
+    heartbeat,
+    monitoring,
+    nginx,
+    node_exporter,
+    snapshot,
+)
 
 
 def wanted(data) -> list[str]:
     """Every stage's packages, in deploy order, each once."""
-    found = [*base.PACKAGES, *docker.PACKAGES, *nginx.PACKAGES, *certbot.PACKAGES, *node_exporter.PACKAGES,
+    found = [*base.PACKAGES, *firewall.PACKAGES, *docker.PACKAGES, *nginx.PACKAGES, *certbot.PACKAGES, *node_exporter.PACKAGES,
              *monitoring.packages(data), *alerting.PACKAGES, *heartbeat.packages(data), *backup.packages(data)]
     return list(dict.fromkeys(found))
 

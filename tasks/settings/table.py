@@ -86,6 +86,11 @@ SETTINGS: tuple[Setting, ...] = (
             "before the first deploy; the deploy keeps it.", port),
     Setting("timezone", "base", str, "UTC", "System time zone.",
             time_zone),
+    # firewall: the host's own packet filter
+    Setting("admin_cidrs", "firewall", list, [],
+            "Networks (IPv4 and/or IPv6 CIDRs) the host firewall lets reach admin_ssh_port; empty: any "
+            "(the security group's admin_cidrs still applies). Terraform's pyinfra_inventory passes its own.",
+            each(cidr)),
     # docker: the engine
     Setting("docker_log_max_size", "docker", str, "10m", "json-file log rotation: size per file.",
             log_size),
