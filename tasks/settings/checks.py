@@ -315,6 +315,11 @@ def log_size(value: str) -> str | None:
     return None if re.fullmatch(r"[0-9]{1,9}[kmg]", value) else "must look like 10m"
 
 
+def unix_account(value: str) -> str | None:
+    """A login name as Debian's adduser admits it (a word sshd's AllowUsers takes as is)."""
+    return None if re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value) else "is not a Unix login name (a-z 0-9 _ -)"
+
+
 def not_root(value: int) -> str | None:
     """A container uid: never 0, within the kernel's uid range."""
     return None if 0 < value < 2**31 else "must not be root"

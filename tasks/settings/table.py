@@ -50,6 +50,7 @@ from tasks.settings.checks import (
     sns_topic_arn,
     ssm_path,
     time_zone,
+    unix_account,
     update_window,
     username,
 )
@@ -86,10 +87,13 @@ SETTINGS: tuple[Setting, ...] = (
             "before the first deploy; the deploy keeps it.", port),
     Setting("timezone", "base", str, "UTC", "System time zone.",
             time_zone),
+    Setting("ssh_allow_users", "base", list, ["admin"],
+            "The only accounts the admin sshd lets in (AllowUsers); must include ssh_user, the deploy's own. "
+            "Debian's AMIs log in as `admin`.", each(unix_account)),
     # firewall: the host's own packet filter
     Setting("admin_cidrs", "firewall", list, [],
             "Networks (IPv4 and/or IPv6 CIDRs) the host firewall lets reach admin_ssh_port; empty: any "
-            "(the security group's admin_cidrs still applies). Terraform's pyinfra_inventory passes its own.",
+            "(the security group's admin_cidrs still applies). Set it to Terraform's admin_cidrs.",
             each(cidr)),
     # docker: the engine
     Setting("docker_log_max_size", "docker", str, "10m", "json-file log rotation: size per file.",

@@ -106,6 +106,16 @@ def sudo_matches_user(data: dict[str, Any]) -> list[str]:
     return []
 
 
+def ssh_user_may_log_in(data: dict[str, Any]) -> list[str]:
+    """The deploy's own account in AllowUsers: otherwise the deploy would lock itself (and the
+    operator) out at its next connection."""
+    user = data.get("ssh_user")  # unset: pyinfra logs in as the local user, which it cannot know here
+    if user and user not in (data["ssh_allow_users"] or []):
+        return [f"ssh_allow_users: {data['ssh_allow_users']!r} leaves out ssh_user {user!r}, the account the deploy "
+                "logs in with: add it"]
+    return []
+
+
 def database_has_ca(data: dict[str, Any]) -> list[str]:
     if data["database_endpoint"] and not data["database_ca_bundle"]:
         # verify-full needs the CA: without it the connection would fail, or (weaker modes) trust anyone.
@@ -184,7 +194,7 @@ def alerting_is_whole(data: dict[str, Any]) -> list[str]:
 
 
 CROSS_CHECKS: tuple[Callable[[dict[str, Any]], list[str]], ...] = (
-    ports_are_distinct, sudo_matches_user, database_has_ca, backup_is_complete, heartbeat_has_aws,
+    ports_are_distinct, sudo_matches_user, ssh_user_may_log_in, database_has_ca, backup_is_complete, heartbeat_has_aws,
     gitea_config_is_valid, mail_is_whole, compose_subnet_has_room, alerting_is_whole,
 )
 

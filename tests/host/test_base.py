@@ -2,9 +2,15 @@
 
 
 def test_sshd_effective_settings(target):
-    effective = dict(
-        line.split(" ", 1) for line in target.sudo("sshd -T").stdout.splitlines() if " " in line
-    )
+    shown = target.sudo("sshd -T").stdout.splitlines()
+    effective = dict(line.split(" ", 1) for line in shown if " " in line)
+    assert sorted(line.split(" ", 1)[1] for line in shown if line.startswith("allowusers ")) == sorted(
+        target.data["ssh_allow_users"])
+    assert int(effective["maxauthtries"]) <= 3 and effective["loglevel"] == "VERBOSE"
+    assert effective["permitemptypasswords"] == "no" and effective["permituserenvironment"] == "no"
+    assert not [mac for mac in effective["macs"].split(",") if "sha1" in mac or "md5" in mac], effective["macs"]
+    assert not [kex for kex in effective["kexalgorithms"].split(",") if "sha1" in kex], effective["kexalgorithms"]
+    assert not [c for c in effective["ciphers"].split(",") if "cbc" in c or "3des" in c], effective["ciphers"]
     assert effective["port"] == str(target.data["admin_ssh_port"])
     assert effective["permitrootlogin"] == "no"
     assert effective["passwordauthentication"] == "no"

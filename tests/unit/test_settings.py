@@ -95,6 +95,10 @@ def test_good_data_passes():
         ("mailer_from", "gitea@example.com", "mailer_from: 'gitea@example.com' is set but mail is off"),
         ("mailer_user", "AKIAEXAMPLE", "mailer_user: 'AKIAEXAMPLE' is set but mail is off"),
         ("mailer_user", "me with spaces", "mailer_user: 'me with spaces' must be 1-256 of letters"),
+        # sshd's AllowUsers and the host firewall
+        ("ssh_allow_users", ["admin", "ops team"], "ssh_allow_users: ['admin', 'ops team'] item 'ops team' is not a Unix login name"),
+        ("ssh_allow_users", ["admin", "admin"], "ssh_allow_users: ['admin', 'admin'] lists an item twice"),
+        ("admin_cidrs", ["my office"], "admin_cidrs: ['my office'] item 'my office' is not a CIDR network"),
     ],
 )
 def test_bad_value_is_named(key, value, message):
@@ -303,6 +307,13 @@ def test_what_pyinfra_puts_in_host_data_is_not_refused(tmp_path):
     keys = next(line for line in output.splitlines() if line.startswith("KEYS "))
     assert '"gitea_domain"' in keys and '"backup_schedule"' in keys and '"ssh_user"' in keys  # all three sources
     assert "UNKNOWN []" in output, output
+
+
+def test_allow_users_must_let_the_deploy_itself_in():
+    """AllowUsers without ssh_user would lock the deploy (and the operator) out at its next run."""
+    with pytest.raises(settings.SettingsError, match="ssh_allow_users: \\['ops'\\] leaves out ssh_user 'admin'"):
+        settings.validate({**GOOD, "ssh_user": "admin", "ssh_allow_users": ["ops"]})
+    settings.validate({**GOOD, "ssh_user": "admin", "ssh_allow_users": ["ops", "admin"]})  # does not raise
 
 
 def test_an_external_database_needs_its_ca():

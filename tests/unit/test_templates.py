@@ -45,6 +45,15 @@ def test_sshd_drop_in_keeps_admin_port_and_hardens():
     assert lines["Port"] == "2200"
     assert lines["PermitRootLogin"] == "no"
     assert lines["PasswordAuthentication"] == "no"
+    assert lines["KexAlgorithms"].split(",")[0] == "mlkem768x25519-sha256"
+    assert "curve25519-sha256" in lines["KexAlgorithms"].split(",")  # what paramiko (pyinfra) speaks
+    assert "aes256-ctr" in lines["Ciphers"].split(",") and "hmac-sha2-256" in lines["MACs"].split(",")
+    assert not [a for a in lines["MACs"].split(",") if "sha1" in a or "md5" in a]
+
+
+def test_sshd_lets_in_only_the_listed_accounts():
+    conf = render("ssh/gitea-deploy.conf.j2", ssh_allow_users=["admin", "ops"])
+    assert "\nAllowUsers admin ops\n" in conf
 
 
 def test_https_vhost_proxies_without_uri_and_hides_metrics():
