@@ -128,21 +128,51 @@ def test_modern_tls_versions_accepted(target, version):
             assert tls.version() == version.replace("_", ".")
 
 
-def _tls11_client() -> ssl.SSLContext:
-    """A client that offers TLS 1.1 and nothing else (security level 0: OpenSSL 3 refuses TLS 1.1
-    at its default level)."""
+# Mozilla's "intermediate" TLS 1.2 suites (ssl-config.mozilla.org, guidelines 5.7), by OpenSSL name.
+INTERMEDIATE_TLS12 = {
+    "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    "DHE-RSA-AES128-GCM-SHA256", "DHE-RSA-AES256-GCM-SHA384", "DHE-RSA-CHACHA20-POLY1305",
+}
+
+
+def test_only_intermediate_tls12_suites_are_offered(target):
+    """Every TLS 1.2 suite this client's OpenSSL knows, offered alone: the server takes only
+    intermediate ones (and some). TLS 1.3's suites are all AEAD and not configurable in nginx."""
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    probe.set_ciphers("ALL:@SECLEVEL=0")
+    known = {c["name"] for c in probe.get_ciphers() if c["protocol"] == "TLSv1.2"}
+    accepted = set()
+    for name in sorted(known):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers(f"{name}:@SECLEVEL=0")
+        try:
+            with socket.create_connection((target.address, 443), timeout=10) as raw:
+                with ctx.wrap_socket(raw, server_hostname=target.domain) as tls:
+                    accepted.add(tls.cipher()[0])
+        except ssl.SSLError:
+            pass
+    assert accepted and accepted <= INTERMEDIATE_TLS12, f"offered beyond intermediate: {accepted - INTERMEDIATE_TLS12}"
+
+
+def _legacy_client(version: str) -> ssl.SSLContext:
+    """A client that offers `version` (TLSv1 or TLSv1_1) and nothing else (security level 0:
+    OpenSSL 3 refuses both at its default level)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     ctx.set_ciphers("ALL:@SECLEVEL=0")
     with warnings.catch_warnings():  # deprecated is the point: the server must refuse it
         warnings.simplefilter("ignore", DeprecationWarning)
-        ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        ctx.minimum_version = ctx.maximum_version = getattr(ssl.TLSVersion, version)
     return ctx
 
 
-def _client_can_speak_tls11(ctx: ssl.SSLContext, workdir) -> str | None:
-    """None if `ctx` completes a TLS 1.1 handshake with a local `openssl s_server -tls1_1` (on
+def _client_can_speak(ctx: ssl.SSLContext, version: str, workdir) -> str | None:
+    """None if `ctx` completes a `version` handshake with a local `openssl s_server -tls1[_1]` (on
     127.0.0.1, a throwaway self-signed certificate); else why not."""
+    flag, shown = {"TLSv1": ("-tls1", "TLSv1"), "TLSv1_1": ("-tls1_1", "TLSv1.1")}[version]
     if not shutil.which("openssl"):
         return "no openssl on PATH to run a local TLS 1.1 server"
     key, cert = workdir / "tls11-key.pem", workdir / "tls11-cert.pem"
@@ -152,7 +182,7 @@ def _client_can_speak_tls11(ctx: ssl.SSLContext, workdir) -> str | None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen(
-        ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-naccept", "1", "-www", "-tls1_1",
+        ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-naccept", "1", "-www", flag,
          "-cipher", "DEFAULT:@SECLEVEL=0", "-cert", str(cert), "-key", str(key)],
         # -www: answer a status page without reading stdin (on EOF of stdin s_server hangs up)
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -163,33 +193,34 @@ def _client_can_speak_tls11(ctx: ssl.SSLContext, workdir) -> str | None:
             if not line or "ACCEPT" in line:
                 break
         if server.poll() is not None:
-            return f"openssl s_server -tls1_1 did not start: {server.stdout.read().strip()[-500:]}"
+            return f"openssl s_server {flag} did not start: {server.stdout.read().strip()[-500:]}"
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
                 with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
                     version = tls.version()
         except (OSError, ssl.SSLError) as error:
-            return f"a TLS 1.1 handshake with a local TLS 1.1 server failed: {error}"
-        return None if version == "TLSv1.1" else f"the local TLS 1.1 server negotiated {version}"
+            return f"a {shown} handshake with a local {shown} server failed: {error}"
+        return None if version == shown else f"the local {shown} server negotiated {version}"
     finally:
         server.kill()
         server.wait(timeout=10)
 
 
-def test_legacy_tls_refused(target, tmp_path):
-    """The server refuses TLS 1.1, proven by its own protocol_version alert.
+@pytest.mark.parametrize("legacy", ["TLSv1", "TLSv1_1"])
+def test_legacy_tls_refused(target, tmp_path, legacy):
+    """The server refuses TLS 1.0 and 1.1, proven by its own protocol_version alert.
 
-    A modern OpenSSL may refuse to offer TLS 1.1 at all, and then any handshake fails on the
-    client's side, proving nothing about the server. So first the same client context completes a
-    TLS 1.1 handshake with a local TLS 1.1 server; then the server under test must answer it with a
+    A modern OpenSSL may refuse to offer them at all, and then any handshake fails on the client's
+    side, proving nothing about the server. So first the same client context completes a handshake
+    of that version with a local server of it; then the server under test must answer it with a
     protocol_version alert (OpenSSL: TLSV1_ALERT_PROTOCOL_VERSION, "tlsv1 alert protocol version",
     an alert received from the peer). UNSUPPORTED_PROTOCOL would be the client rejecting the
     version the server chose, NO_PROTOCOLS_AVAILABLE the client offering none: neither counts.
     """
-    ctx = _tls11_client()
-    why_not = _client_can_speak_tls11(ctx, tmp_path)
+    ctx = _legacy_client(legacy)
+    why_not = _client_can_speak(ctx, legacy, tmp_path)
     if why_not:
-        skip_because(f"this machine's OpenSSL ({ssl.OPENSSL_VERSION}) cannot offer TLS 1.1, so the "
+        skip_because(f"this machine's OpenSSL ({ssl.OPENSSL_VERSION}) cannot offer {legacy}, so the "
                      f"server's refusal cannot be told from the client's: {why_not}")
     with socket.create_connection((target.address, 443), timeout=10) as raw:
         with pytest.raises(ssl.SSLError) as refused:
