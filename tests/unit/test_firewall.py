@@ -31,6 +31,12 @@ def test_inbound_is_dropped_but_for_the_public_ports():
     assert "\t\ttcp dport 2200 accept" in text and "tcp dport { 80, 443 } accept" in text
 
 
+def test_dhcpv6_answers_are_let_in_from_the_link_only():
+    """An IPv6 lease (EC2's enable_ipv6) is renewed by DHCPv6, whose answer conntrack cannot tie to
+    the multicast request: without this rule the address would lapse."""
+    assert "ip6 saddr fe80::/10 udp sport 547 udp dport 546 accept" in rules()
+
+
 def test_published_container_ports_pass_only_by_their_original_port():
     text = rules(git_ssh_port=22)
     assert "type filter hook forward priority filter - 10; policy drop;" in text
