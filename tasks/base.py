@@ -1,5 +1,5 @@
-"""The host itself: security updates, time zone, and the
-administrator's hardened sshd."""
+"""The host itself: security updates, time zone, the administrator's hardened sshd, and the
+journal kept on disk within a size and an age."""
 
 from pyinfra import host
 from pyinfra.api import deploy
@@ -11,6 +11,7 @@ from tasks.common import REPO, apply_when_stale, install_validated, staged_templ
 # (never dockerd: needrestart leaves docker to a reboot, and live-restore keeps containers up).
 PACKAGES = ["ca-certificates", "curl", "openssl", "tzdata", "unattended-upgrades", "needrestart"]
 SSHD_DROP_IN = "/etc/ssh/sshd_config.d/gitea-deploy.conf"
+JOURNALD_DROP_IN = "/etc/systemd/journald.conf.d/gitea-deploy.conf"
 
 
 @deploy("Base system")
@@ -39,3 +40,9 @@ def base():
     snapshot.service(name="sshd running", service="ssh", running=True, enabled=True)
     apply_when_stale("Reload sshd", marker="sshd", effective="sshd -T",
                      command="sshd -t && systemctl reload ssh")
+
+    # The journal on disk, capped: what operators and fail2ban read, kept across reboots.
+    snapshot.template(name="Journal: persistent, capped", src=template("journald/gitea-deploy.conf.j2"),
+                      dest=JOURNALD_DROP_IN, mode="644")
+    apply_when_stale("Restart journald for its settings", marker="journald", effective=f"cat {JOURNALD_DROP_IN}",
+                     command="systemctl restart systemd-journald")

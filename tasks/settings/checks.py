@@ -315,6 +315,18 @@ def log_size(value: str) -> str | None:
     return None if re.fullmatch(r"[0-9]{1,9}[kmg]", value) else "must look like 10m"
 
 
+def journal_size(value: str) -> str | None:
+    """A size as journald.conf takes it (SystemMaxUse=): digits and K, M, G or T."""
+    return None if re.fullmatch(r"[1-9][0-9]{0,5}[KMGT]", value) else "is not a journald size (e.g. 1G, 500M)"
+
+
+def time_span(value: str) -> str | None:
+    """A systemd time span for MaxRetentionSec= (one number and unit: 30d, 2weeks, 1month, 1year)."""
+    if re.fullmatch(r"[1-9][0-9]{0,4}(d|day|days|w|week|weeks|month|months|y|year|years)", value):
+        return None
+    return "is not a systemd time span in days, weeks, months or years (e.g. 1month, 30d)"
+
+
 def unix_account(value: str) -> str | None:
     """A login name as Debian's adduser admits it (a word sshd's AllowUsers takes as is)."""
     return None if re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}", value) else "is not a Unix login name (a-z 0-9 _ -)"

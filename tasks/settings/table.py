@@ -28,6 +28,7 @@ from tasks.settings.checks import (
     endpoint_url,
     host_port,
     https_url,
+    journal_size,
     key_prefix,
     key_secret,
     log_size,
@@ -49,6 +50,7 @@ from tasks.settings.checks import (
     snapshot_id,
     sns_topic_arn,
     ssm_path,
+    time_span,
     time_zone,
     unix_account,
     update_window,
@@ -87,6 +89,10 @@ SETTINGS: tuple[Setting, ...] = (
             "before the first deploy; the deploy keeps it.", port),
     Setting("timezone", "base", str, "UTC", "System time zone.",
             time_zone),
+    Setting("journal_max_use", "base", str, "1G",
+            "Disk the persistent journal may take (SystemMaxUse); the oldest entries go first.", journal_size),
+    Setting("journal_max_retention", "base", str, "1month",
+            "How long the journal keeps entries at most (MaxRetentionSec).", time_span),
     Setting("ssh_allow_users", "base", list, ["admin"],
             "The only accounts the admin sshd lets in (AllowUsers); must include ssh_user, the deploy's own. "
             "Debian's AMIs log in as `admin`.", each(unix_account)),
@@ -145,6 +151,15 @@ SETTINGS: tuple[Setting, ...] = (
             "is `admin` on Debian's AMIs, who would own app.ini and the repositories. 61000 lies above "
             "Debian's login range (UID_MAX 60000) and below systemd's dynamic users (61184).",
             not_root),
+    # Sized for Terraform's default t3.small (2 GiB): what is left serves nginx, Prometheus and the
+    # page cache. A container over its limit is killed and restarted, never the host's sshd.
+    Setting("gitea_memory_limit", "gitea", str, "1g", "Memory limit of the Gitea container (compose mem_limit).",
+            size),
+    Setting("db_memory_limit", "gitea", str, "512m", "Memory limit of the PostgreSQL container.", size),
+    Setting("gitea_pids_limit", "gitea", int, 1024,
+            "Processes and threads the Gitea container may have (a git process per request).", bounded(64, 65536)),
+    Setting("db_pids_limit", "gitea", int, 256,
+            "Processes the PostgreSQL container may have (a backend per connection).", bounded(64, 65536)),
     Setting("postgres_uid", "gitea", int, 999,
             "uid of postgres in the PostgreSQL image (image contract); the deploy refuses a host where a "
             "login account has it.",

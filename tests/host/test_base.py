@@ -43,3 +43,11 @@ def test_security_updates_are_automatic(target):
     assert 'DPkg::Lock::Timeout "600";' in config
     # Debian's default origins: the security archive is among them
     assert "label=Debian-Security" in target.sudo("cat /etc/apt/apt.conf.d/50unattended-upgrades").stdout
+
+
+def test_the_journal_is_kept_on_disk_within_its_caps(target):
+    config = target.sudo("systemd-analyze cat-config systemd/journald.conf").stdout
+    assert "Storage=persistent" in config and f"SystemMaxUse={target.data['journal_max_use']}" in config
+    assert f"MaxRetentionSec={target.data['journal_max_retention']}" in config
+    machine = target.host.file("/etc/machine-id").content_string.strip()
+    assert target.host.file(f"/var/log/journal/{machine}/system.journal").exists, "journald does not write to disk"

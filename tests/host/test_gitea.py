@@ -76,10 +76,11 @@ def test_git_ssh_port_is_gitea(target):
 
 def app_ini(target) -> dict[str, dict[str, str]]:
     """Gitea's app.ini as Gitea reads it (section -> KEY -> value; "" is the root section). Read as
-    root: Gitea keeps it 0600 for its own uid."""
+    Gitea's own uid: it keeps the file 0600, and root in the container has no capability to read
+    another uid's files (cap_drop ALL)."""
     import configparser
 
-    text = target.compose("exec -T -u 0 gitea cat /etc/gitea/app.ini").stdout
+    text = target.compose("exec -T gitea cat /etc/gitea/app.ini").stdout
     parser = configparser.RawConfigParser(default_section="\0none", interpolation=None, strict=False,
                                           delimiters=("=",), comment_prefixes=("#", ";"))
     parser.optionxform = str  # keys keep their case
@@ -119,3 +120,29 @@ def test_operator_config_reaches_app_ini(target):
                 value = "true" if value else "false"
             assert ini.get(section, {}).get(key) == str(value), (section, key)
     assert ini["server"]["PUBLIC_URL_DETECTION"] == "never"
+
+
+def _bytes(size: str) -> int:
+    """compose's mem_limit ("1g", "512m") in bytes, as `docker inspect` shows it."""
+    units = {"k": 2**10, "m": 2**20, "g": 2**30}
+    return int(size[:-1]) * units[size[-1].lower()] if size[-1].lower() in units else int(size)
+
+
+def test_containers_are_confined(target):
+    """Each container: no privilege regained (no-new-privileges), every capability dropped but what
+    its entrypoint needs, a read-only image with tmpfs scratch, memory and pids limits from the
+    inventory, time to stop cleanly."""
+    wanted = {"gitea": ([], target.data["gitea_memory_limit"], target.data["gitea_pids_limit"], 30)}
+    if not target.data.get("database_endpoint"):
+        wanted["db"] = (["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"], target.data["db_memory_limit"],
+                        target.data["db_pids_limit"], 60)
+    for service, (caps, memory, pids, grace) in wanted.items():
+        info = json.loads(target.sudo(f"docker inspect gitea-{service}-1").stdout)[0]
+        host = info["HostConfig"]
+        assert host["SecurityOpt"] == ["no-new-privileges:true"], (service, host["SecurityOpt"])
+        assert host["CapDrop"] == ["ALL"] and sorted(host["CapAdd"] or []) == caps, (service, host["CapAdd"])
+        assert host["ReadonlyRootfs"] is True and "/tmp" in (host["Tmpfs"] or {}), service
+        assert (host["Memory"], host["PidsLimit"]) == (_bytes(memory), pids), service
+        assert info["Config"]["StopTimeout"] == grace, service
+        write = target.sudo(f"docker exec gitea-{service}-1 touch /usr/local/bin/gitea-deploy-probe")
+        assert write.rc != 0 and "Read-only file system" in write.stderr, (service, write.stderr)

@@ -10,7 +10,7 @@ import jinja2
 from tasks import REPO, settings
 
 # The task module that renders each templates/<folder>/ (named after its concern).
-TASK_OF_FOLDER = {"ssh": "base", "gitea": "gitea", "nginx": "nginx", "certbot": "certbot", "docker": "docker",
+TASK_OF_FOLDER = {"ssh": "base", "journald": "base", "gitea": "gitea", "nginx": "nginx", "certbot": "certbot", "docker": "docker",
                   "backup": "backup", "node_exporter": "node_exporter",
                   "monitoring": "monitoring", "firewall": "firewall"}
 

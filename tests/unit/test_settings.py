@@ -98,6 +98,8 @@ def test_good_data_passes():
         # sshd's AllowUsers and the host firewall
         ("ssh_allow_users", ["admin", "ops team"], "ssh_allow_users: ['admin', 'ops team'] item 'ops team' is not a Unix login name"),
         ("ssh_allow_users", ["admin", "admin"], "ssh_allow_users: ['admin', 'admin'] lists an item twice"),
+        ("journal_max_use", "1 GB", "journal_max_use: '1 GB' is not a journald size"),
+        ("journal_max_retention", "forever", "journal_max_retention: 'forever' is not a systemd time span"),
         ("admin_cidrs", ["my office"], "admin_cidrs: ['my office'] item 'my office' is not a CIDR network"),
     ],
 )

@@ -33,6 +33,18 @@ def test_compose_file_has_no_secret_values_and_binds_http_to_loopback():
     assert all(s["file"].startswith("/srv/gitea/secrets/") for s in compose["secrets"].values())
 
 
+def test_containers_are_confined_with_the_inventorys_limits():
+    compose = yaml.safe_load(render("gitea/compose.yaml.j2", gitea_memory_limit="2g", db_pids_limit=300))
+    db, gitea = compose["services"]["db"], compose["services"]["gitea"]
+    for service in (db, gitea):
+        assert service["security_opt"] == ["no-new-privileges:true"] and service["cap_drop"] == ["ALL"]
+        assert service["read_only"] is True and "/tmp" in service["tmpfs"]
+    assert "cap_add" not in gitea  # it runs as its own uid and needs none
+    assert db["cap_add"] == ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]
+    assert (gitea["mem_limit"], gitea["pids_limit"], db["mem_limit"], db["pids_limit"]) == ("2g", 1024, "512m", 300)
+    assert db["environment"]["PGDATA"] == "/var/lib/postgresql/data"  # where its volume is, whatever the image says
+
+
 def test_daemon_json_rotates_logs_and_keeps_containers_on_restart():
     daemon = json.loads(render("docker/daemon.json.j2"))
     assert daemon["log-opts"] == {"max-size": "10m", "max-file": "3"}
@@ -251,3 +263,9 @@ def test_mailer_settings_render_mailer(values, mailer):
     env = compose["services"]["gitea"]["environment"]
     assert {k.removeprefix("GITEA__mailer__"): v for k, v in env.items() if k.startswith("GITEA__mailer__")} == mailer
     assert ("mailer_password" in compose["secrets"]) == ("USER" in mailer)
+
+
+def test_the_journal_is_persistent_and_capped():
+    conf = render("journald/gitea-deploy.conf.j2", journal_max_use="500M", journal_max_retention="2weeks")
+    lines = [line for line in conf.splitlines() if line and not line.startswith("#")]
+    assert lines == ["[Journal]", "Storage=persistent", "SystemMaxUse=500M", "MaxRetentionSec=2weeks"]
