@@ -70,7 +70,7 @@ def test_data_directories_owned_by_container_uids(target):
 
 
 def test_git_ssh_port_is_gitea(target):
-    banner = target.sudo(f"timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{target.data['git_ssh_port']}; head -c 64 <&3'").stdout
+    banner = target.sudo(f"timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/{target.data['git_ssh_port']}; head -n 1 <&3'").stdout
     assert banner.startswith("SSH-2.0-") and "OpenSSH" not in banner
 
 

@@ -475,11 +475,38 @@ def test_identity_says_standin_not_gitea(stack):
         "Gitea version 1.27.3+standin (lab stand-in, not Gitea) built with Python"
 
 
-def test_ssh_listener_sends_the_standin_banner(stack):
-    # base64 keeps the CR intact through text-mode capture
+def test_ssh_server_sends_the_standin_banner(stack):
+    # base64 keeps the CR intact through text-mode capture; the key exchange follows the first line
     cp = docker("exec", GITEA, "timeout", "5", "bash", "-c",
-                "exec 3<>/dev/tcp/127.0.0.1/2222; head -c 64 <&3 | base64 -w0")
+                "exec 3<>/dev/tcp/127.0.0.1/2222; head -n 1 <&3 | base64 -w0")
     assert base64.b64decode(cp.stdout) == b"SSH-2.0-Gitea-standin-lab\r\n"
+
+
+# A client offering a key (paramiko: the image has it) and then a password.
+SSH_CLIENT = """
+import paramiko, sys
+t = paramiko.Transport(("127.0.0.1", 2222)); t.connect()
+key = paramiko.RSAKey.generate(2048)
+try:
+    t.auth_publickey("git", key)
+except paramiko.AuthenticationException:
+    print("key refused")
+try:
+    t.auth_password("git", "guess")
+except paramiko.BadAuthenticationType as e:
+    print("password refused, allowed:", ",".join(e.allowed_types))
+print("fingerprint", key.fingerprint)
+"""
+
+
+def test_ssh_server_refuses_an_unknown_key_and_logs_it_as_gitea_does(stack):
+    out = docker("exec", GITEA, "python3", "-c", SSH_CLIENT).stdout
+    assert "key refused\npassword refused, allowed: publickey\n" in out, out  # no password method offered
+    fingerprint = out.split("fingerprint ", 1)[1].strip()
+    logs = docker("logs", GITEA).stdout
+    # modules/ssh/ssh.go publicKeyHandler on an unknown key: two warnings, no user name
+    assert re.search(rf"modules/ssh \[W\] Unknown public key: {re.escape(fingerprint)} from 127\.0\.0\.1:\d+\n"
+                     rf".* modules/ssh \[W\] Failed authentication attempt from 127\.0\.0\.1:\d+\n", logs), logs[-2000:]
 
 
 def test_metrics_need_the_token_and_count_from_the_db(stack):

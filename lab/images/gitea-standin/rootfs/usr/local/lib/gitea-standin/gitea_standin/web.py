@@ -1,9 +1,8 @@
-"""`gitea web` of the stand-in: HTTP on [server] HTTP_ADDR:HTTP_PORT, and, with START_SSH_SERVER, a
-TCP listener on SSH_LISTEN_PORT that only sends an SSH banner (it does not speak SSH)."""
+"""`gitea web` of the stand-in: HTTP on [server] HTTP_ADDR:HTTP_PORT, and, with START_SSH_SERVER, the
+SSH server of ssh.py on SSH_LISTEN_PORT (it refuses every key, as Gitea does an unknown one)."""
 
 import base64
 import binascii
-import contextlib
 import datetime
 import hmac
 import html
@@ -12,7 +11,6 @@ import json
 import os
 import signal
 import socket
-import socketserver
 import threading
 import time
 import urllib.parse
@@ -22,9 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg2
 
-from . import FAULT, NAME, VERSION, log, mail, schema, store
+from . import FAULT, NAME, VERSION, log, mail, schema, ssh, store
 
-SSH_BANNER = b"SSH-2.0-Gitea-standin-lab\r\n"
 MAX_BODY = 1 << 20
 
 
@@ -387,17 +384,6 @@ class _HTTPServer(ThreadingHTTPServer):
         super().__init__(addr, handler)
 
 
-class _BannerHandler(socketserver.BaseRequestHandler):
-    def handle(self):
-        with contextlib.suppress(OSError):
-            self.request.sendall(SSH_BANNER)
-
-
-class _BannerServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
 def prepare_dirs(settings):
     for d in (settings.repo_root, settings.lfs_path, settings.attachment_path, settings.avatar_path,
               settings.repo_avatar_path, settings.session_path, settings.log_path):
@@ -455,9 +441,8 @@ def serve(settings, port=None):
     log.info(f"Listen: http://{settings.http_addr}:{http_port}", "cmd")
     log.info(f"AppURL(ROOT_URL): {settings.root_url}", "cmd")
     if settings.start_ssh_server and settings.install_lock:
-        ssh = _BannerServer(("0.0.0.0", settings.ssh_listen_port), _BannerHandler)
-        servers.append(ssh)
-        log.info(f"SSH banner-only listener on :{settings.ssh_listen_port} (no SSH protocol)", "ssh")
+        servers.append(ssh.server(settings))
+        log.info(f"SSH server on :{settings.ssh_listen_port} (knows no keys: every login is refused)", ssh.WHERE)
 
     stop = threading.Event()
 
