@@ -3,7 +3,7 @@
 Every stage is one concern under tasks/; the order matters: every stage's packages first (one apt
 transaction), the firewall before the engine publishes a port, the engine before the stack, the
 stack's secrets and the programs an image update runs through (gitea-update) before the stack, the
-stack before nginx proxies to it.
+stack before nginx proxies to it, nginx before fail2ban reads its log.
 """
 
 from pyinfra import host
@@ -14,6 +14,7 @@ from tasks.backup import backup
 from tasks.base import base
 from tasks.common import tcp_nodelay
 from tasks.docker import docker
+from tasks.fail2ban import fail2ban
 from tasks.firewall import firewall
 from tasks.gitea import gitea
 from tasks.heartbeat import heartbeat
@@ -37,6 +38,7 @@ secrets()
 update_programs()
 gitea()
 nginx()
+fail2ban()
 node_exporter()
 monitoring()
 alerting()

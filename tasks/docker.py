@@ -1,4 +1,4 @@
-"""The container engine: Debian's docker.io with Compose v2, rotating logs, live-restore."""
+"""The container engine: Debian's docker.io with Compose v2, logging to the journal, live-restore."""
 
 from pyinfra.api import deploy
 
@@ -16,7 +16,7 @@ def docker():
     # Staged and checked by dockerd itself (`--validate`, Docker 23+; Debian 13 has 26): a
     # daemon.json dockerd rejects would keep the engine, and so the stack, down after a reboot.
     daemon = staged_template(
-        "Docker daemon settings (log rotation, live-restore)",
+        "Docker daemon settings (journald logging, live-restore)",
         src=template("docker/daemon.json.j2"),
         dest=DAEMON_JSON,
     )

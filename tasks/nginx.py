@@ -18,6 +18,8 @@ from tasks.common import StagedFile, apply_when_stale, install_validated, staged
 
 CONF_DIR = "/etc/nginx/conf.d"
 TLS_SNIPPET = "/etc/nginx/snippets/gitea-tls.conf"
+# Refused requests only (401 with credentials, 429), in a form no client can shape: fail2ban's jails.
+REFUSED_LOG = "/var/log/nginx/gitea-refused.log"
 PACKAGES = ["nginx"]
 
 
@@ -26,7 +28,8 @@ def contexts(data) -> dict[str, dict]:
     return {
         "nginx/gitea-tls.conf.j2": {},
         "nginx/gitea-http.conf.j2": {"webroot": WEBROOT},
-        "nginx/gitea-https.conf.j2": {"cert_dir": live_dir(data), "tls_snippet": TLS_SNIPPET},
+        "nginx/gitea-https.conf.j2": {"cert_dir": live_dir(data), "tls_snippet": TLS_SNIPPET,
+                                      "refused_log": REFUSED_LOG},
         "nginx/gitea-status.conf.j2": {},
     }
 
@@ -60,5 +63,8 @@ def nginx():
 
     certificate()
 
+    # Created here, not by nginx, so it is never world-readable (client addresses); Debian's
+    # logrotate keeps the mode. No owner: logrotate's is as good as nginx's (root opens it).
+    snapshot.file(name="Refused-requests log, not world-readable", path=REFUSED_LOG, mode="0640")
     https = vhost("gitea-https.conf")
     install_and_reload("port 443", [snippet, https])

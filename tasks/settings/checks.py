@@ -311,10 +311,6 @@ def time_zone(value: str) -> str | None:
     return None if re.fullmatch(r"[A-Za-z_]+(/[A-Za-z0-9_+-]+)*", value) else "is not a time zone name"
 
 
-def log_size(value: str) -> str | None:
-    return None if re.fullmatch(r"[0-9]{1,9}[kmg]", value) else "must look like 10m"
-
-
 def journal_size(value: str) -> str | None:
     """A size as journald.conf takes it (SystemMaxUse=): digits and K, M, G or T."""
     return None if re.fullmatch(r"[1-9][0-9]{0,5}[KMGT]", value) else "is not a journald size (e.g. 1G, 500M)"

@@ -31,7 +31,6 @@ from tasks.settings.checks import (
     journal_size,
     key_prefix,
     key_secret,
-    log_size,
     mail_from,
     mail_host,
     not_a_real_aws_key,
@@ -101,11 +100,20 @@ SETTINGS: tuple[Setting, ...] = (
             "Networks (IPv4 and/or IPv6 CIDRs) the host firewall lets reach admin_ssh_port; empty: any "
             "(the security group's admin_cidrs still applies). Set it to Terraform's admin_cidrs.",
             each(cidr)),
-    # docker: the engine
-    Setting("docker_log_max_size", "docker", str, "10m", "json-file log rotation: size per file.",
-            log_size),
-    Setting("docker_log_max_file", "docker", int, 3, "json-file log rotation: files kept per container.",
-            bounded(1, 100)),
+    # fail2ban (tasks/fail2ban.py): what counts as an attack, and for how long its address is banned.
+    Setting("fail2ban_maxretry", "fail2ban", int, 5,
+            "Failed logins (admin sshd, git SSH, Gitea's form, basic auth through nginx) from one address "
+            "within fail2ban_findtime that ban it.", bounded(1, 100)),
+    Setting("fail2ban_findtime", "fail2ban", int, 600, "Seconds over which failures are counted.",
+            bounded(10, 86400)),
+    Setting("fail2ban_bantime", "fail2ban", int, 3600, "Seconds an address stays banned.",
+            bounded(10, 31536000)),
+    Setting("fail2ban_rate_limited_maxretry", "fail2ban", int, 30,
+            "Answers of 429 (over nginx_login_rate or nginx_api_rate) to one address within a minute that "
+            "ban it.", bounded(5, 1000)),
+    Setting("fail2ban_ignore_cidrs", "fail2ban", list, [],
+            "Networks fail2ban never bans (loopback always); e.g. an office behind one NAT address.",
+            each(cidr)),
     # gitea: the Compose stack
     Setting("gitea_domain", "gitea", str, REQUIRED, "Public FQDN users reach Gitea at (lower case).", domain_name),
     Setting("gitea_image", "gitea", str, "docker.gitea.com/gitea:1.27.3-rootless",
@@ -203,6 +211,13 @@ SETTINGS: tuple[Setting, ...] = (
             pem_certificates),
     Setting("nginx_client_max_body_size", "nginx", str, "512M",
             "Largest request nginx passes to Gitea (pushes, LFS, attachments).", size),
+    # Per client address; over the rate (plus a small burst) nginx answers 429, and a client that
+    # keeps at it is banned by fail2ban (tasks/fail2ban.py).
+    Setting("nginx_login_rate", "nginx", int, 10,
+            "Sign-in form posts per minute nginx passes to Gitea from one address.", bounded(1, 600)),
+    Setting("nginx_api_rate", "nginx", int, 10,
+            "API requests per second nginx passes to Gitea from one address (healthz is not limited).",
+            bounded(1, 1000)),
     # backup: restic to S3 and/or a local repository, on a cron schedule (tasks/backup.py,
     # docs/concepts/backup.md). The AWS names come from Terraform's outputs.
     Setting("aws_region", "backup", (str, type(None)), None,

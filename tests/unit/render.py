@@ -12,7 +12,7 @@ from tasks import REPO, settings
 # The task module that renders each templates/<folder>/ (named after its concern).
 TASK_OF_FOLDER = {"ssh": "base", "journald": "base", "gitea": "gitea", "nginx": "nginx", "certbot": "certbot", "docker": "docker",
                   "backup": "backup", "node_exporter": "node_exporter",
-                  "monitoring": "monitoring", "firewall": "firewall"}
+                  "monitoring": "monitoring", "firewall": "firewall", "fail2ban": "fail2ban"}
 
 
 def sample_data(**overrides):

@@ -94,8 +94,6 @@ HOSTILE = [
     ("compose_subnet", "172.30.0.0/24\n"),
     ("timezone", "UTC\n"),
     ("timezone", "../../../etc/passwd"),
-    ("docker_log_max_size", "10m\n"),
-    ("docker_log_max_size", '10m", "log-driver": "none'),
     ("aws_region", "eu-central-1\n"),
     ("backup_s3_bucket", "example-gitea-backups\n"),
     ("backup_s3_prefix", "gitea\n"),
@@ -249,11 +247,6 @@ def test_awkward_data_root_is_carried_exactly_into_volumes_and_secrets():
     assert compose["services"]["gitea"]["volumes"] == [f"{root}/gitea/data:/var/lib/gitea",
                                                        f"{root}/gitea/config:/etc/gitea"]
     assert all(s["file"].startswith(f"{root}/secrets/") for s in compose["secrets"].values())
-
-
-def test_daemon_json_values_are_json_encoded():
-    daemon = json.loads(render("docker/daemon.json.j2", docker_log_max_size="250m", docker_log_max_file=7))
-    assert daemon["log-opts"] == {"max-size": "250m", "max-file": "7"}
 
 
 # --- nginx and cron: one token, exactly the value --------------------------------------------

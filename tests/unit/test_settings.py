@@ -42,7 +42,7 @@ def test_good_data_passes():
         ("gitea_admin_username", "admin", "gitea_admin_username: 'admin' is a name Gitea reserves"),
         ("nginx_client_max_body_size", "lots", "nginx_client_max_body_size: 'lots' is not an nginx size"),
         ("compose_subnet", "172.30.0.0/33", "compose_subnet: '172.30.0.0/33' is not a CIDR network"),
-        ("docker_log_max_file", 0, "docker_log_max_file: 0 must be 1-100"),
+        ("fail2ban_maxretry", 0, "fail2ban_maxretry: 0 must be 1-100"),
         # backup
         ("backup_schedule", "60 * * * *", "backup_schedule: '60 * * * *' has a bad minute field '60'"),
         ("backup_schedule", "hourly", "backup_schedule: 'hourly' is not a cron schedule"),

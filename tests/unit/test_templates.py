@@ -45,9 +45,9 @@ def test_containers_are_confined_with_the_inventorys_limits():
     assert db["environment"]["PGDATA"] == "/var/lib/postgresql/data"  # where its volume is, whatever the image says
 
 
-def test_daemon_json_rotates_logs_and_keeps_containers_on_restart():
+def test_daemon_json_logs_to_the_journal_and_keeps_containers_on_restart():
     daemon = json.loads(render("docker/daemon.json.j2"))
-    assert daemon["log-opts"] == {"max-size": "10m", "max-file": "3"}
+    assert daemon["log-driver"] == "journald" and daemon["log-opts"] == {"tag": "{{.Name}}"}
     assert daemon["live-restore"] is True
 
 
