@@ -17,6 +17,7 @@ from tasks.docker import docker
 from tasks.fail2ban import fail2ban
 from tasks.firewall import firewall
 from tasks.gitea import gitea
+from tasks.hardening import hardening
 from tasks.heartbeat import heartbeat
 from tasks.monitoring import monitoring
 from tasks.nginx import nginx
@@ -32,6 +33,7 @@ settings.validate(host.data.dict(), host=host.name)
 
 packages()
 base()
+hardening()
 firewall()
 docker()
 secrets()

@@ -76,6 +76,8 @@ ENVIRONMENT_KEYS = frozenset({
     "mailer_host", "mailer_port", "mailer_protocol",
     # An external PostgreSQL's address and CA (Terraform gives RDS's endpoint; the lab its stand-in's).
     "database_endpoint", "database_ca_bundle",
+    # Whether the kernel is the host's own (tasks/hardening.py): the lab's hosts share yours.
+    "sysctl_kernel",
 })
 # Values only the operator knows, asked for by group_data/prod.py; an overrides file may carry them.
 OPERATOR_KEYS = frozenset({"acme_email", "gitea_admin_email"})

@@ -46,6 +46,9 @@ def overrides(state: dict, name: str) -> dict:
         "mailer_host": mail.where()["host"],  # its address on the lab network (running since `up`)
         **MAILER,
         **OPERATOR,
+        # A lab host is a container: its kernel is this machine's, only its network namespace
+        # is its own (tasks/hardening.py sets the per-namespace sysctls, not kernel.* or fs.*).
+        "sysctl_kernel": False,
     }
 
 

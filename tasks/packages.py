@@ -23,6 +23,7 @@ from tasks import (
     docker,
     fail2ban,
     firewall,
+    hardening,
     heartbeat,
     monitoring,
     nginx,
@@ -33,9 +34,9 @@ from tasks import (
 
 def wanted(data) -> list[str]:
     """Every stage's packages, in deploy order, each once."""
-    found = [*base.PACKAGES, *firewall.PACKAGES, *docker.PACKAGES, *nginx.PACKAGES, *certbot.PACKAGES, *fail2ban.PACKAGES,
-             *node_exporter.PACKAGES, *monitoring.packages(data), *alerting.PACKAGES, *heartbeat.packages(data),
-             *backup.packages(data)]
+    found = [*base.PACKAGES, *hardening.PACKAGES, *firewall.PACKAGES, *docker.PACKAGES, *nginx.PACKAGES,
+             *certbot.PACKAGES, *fail2ban.PACKAGES, *node_exporter.PACKAGES, *monitoring.packages(data),
+             *alerting.PACKAGES, *heartbeat.packages(data), *backup.packages(data)]
     return list(dict.fromkeys(found))
 
 

@@ -100,6 +100,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Networks (IPv4 and/or IPv6 CIDRs) the host firewall lets reach admin_ssh_port; empty: any "
             "(the security group's admin_cidrs still applies). Set it to Terraform's admin_cidrs.",
             each(cidr)),
+    # hardening (tasks/hardening.py): the kernel's settings and the system's limits.
+    Setting("sysctl_kernel", "hardening", bool, True,
+            "Also set the kernel-wide sysctls (kernel.*, fs.*), not only the per-network-namespace ones. "
+            "False only where the host shares another machine's kernel (the lab's containers)."),
     # fail2ban (tasks/fail2ban.py): what counts as an attack, and for how long its address is banned.
     Setting("fail2ban_maxretry", "fail2ban", int, 5,
             "Failed logins (admin sshd, git SSH, Gitea's form, basic auth through nginx) from one address "

@@ -1,7 +1,7 @@
 """The drift report on a converged lab host (issue 10): it matches; a managed file changed, the
-Gitea container stopped and a package's setting altered by hand are each named, exit 1, and left
-as they were; a redeploy fixes all three and the report matches again; an unreachable host, or
-data the deploy refuses, is 2.
+Gitea container stopped, a package's setting altered by hand and a kernel setting changed at run
+time are each named, exit 1, and left as they were; a redeploy fixes all four and the report
+matches again; an unreachable host, or data the deploy refuses, is 2.
 
 Runs on the session's shared converged host (tests/lab/conftest.py) and redeploys it at the end,
 whatever happened, so the modules after this one find it as they expect.
@@ -25,6 +25,7 @@ pytestmark = pytest.mark.lab
 
 VHOST = "/etc/nginx/conf.d/gitea-http.conf"
 AUTO_UPGRADES = "/etc/apt/apt.conf.d/20auto-upgrades"  # unattended-upgrades' setting, the deploy's file
+SYSCTL_KEY = "net.ipv4.conf.all.send_redirects"  # tasks/hardening.py: 0 (per network namespace)
 
 
 def run_drift(name: str, *extra: str) -> tuple[int, dict, float]:
@@ -63,8 +64,9 @@ def test_drift_named_then_fixed(converged_host):
         sh(name, f"sed -i 's/return 301/return 302/' {VHOST} && grep -q 'return 302' {VHOST}; "
                  "docker stop gitea-gitea-1 >/dev/null; "
                  f"sed -i 's/Unattended-Upgrade \"1\"/Unattended-Upgrade \"0\"/' {AUTO_UPGRADES} && "
-                 f"grep -q 'Unattended-Upgrade \"0\"' {AUTO_UPGRADES}")
-        before = sh(name, f"sha256sum {VHOST} {AUTO_UPGRADES}; docker ps -aq --filter status=exited")
+                 f"grep -q 'Unattended-Upgrade \"0\"' {AUTO_UPGRADES}; "
+                 f"sysctl -q -w {SYSCTL_KEY}=1")
+        before = sh(name, f"sha256sum {VHOST} {AUTO_UPGRADES}; docker ps -aq --filter status=exited; sysctl -n {SYSCTL_KEY}")
 
         code, hosts, _ = run_drift(name)
         assert code == 1, hosts
@@ -78,14 +80,17 @@ def test_drift_named_then_fixed(converged_host):
         updates = one(changes, "Daily security updates")
         assert '-APT::Periodic::Unattended-Upgrade "0";' in updates["diff"], updates["diff"]
         assert '+APT::Periodic::Unattended-Upgrade "1";' in updates["diff"], updates["diff"]
+        one(changes, "Apply the kernel settings")  # a running value differs from the drop-in
         # ... and it changed nothing.
-        assert sh(name, f"sha256sum {VHOST} {AUTO_UPGRADES}; docker ps -aq --filter status=exited") == before
+        assert sh(name, f"sha256sum {VHOST} {AUTO_UPGRADES}; docker ps -aq --filter status=exited; sysctl -n {SYSCTL_KEY}") == before
     finally:
         result = deploy(name)
     assert result["returncode"] == 0, result["log"][-4000:]
     fixed = {op["name"] for op in result["operations"] if op["success"]}
-    for fragment in ("Install nginx gitea-http.conf", "Start the stack", "Daily security updates"):
+    for fragment in ("Install nginx gitea-http.conf", "Start the stack", "Daily security updates",
+                     "Apply the kernel settings"):
         assert any(fragment in op for op in fixed), (fragment, fixed)
+    assert sh(name, f"sysctl -n {SYSCTL_KEY}").strip() == "0"
 
     code, hosts, _ = run_drift(name)
     assert code == 0, hosts

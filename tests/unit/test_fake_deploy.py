@@ -20,6 +20,7 @@ from tasks import (
     docker,
     fail2ban,
     firewall,
+    hardening,
     heartbeat,
     monitoring,
     nginx,
@@ -33,7 +34,7 @@ sys.path.insert(0, {repo!r})
 from tests.unit.render import sample_data
 hosts = [("@fake/fresh", {{**sample_data(**{values!r}), "fake_delay": 0, "fake_delay_jitter": 0}})]
 """
-STAGES = ["Packages", "Base system", "Firewall", "Docker engine", "Secrets", "Update programs", "Gitea stack",
+STAGES = ["Packages", "Base system", "Hardening", "Firewall", "Docker engine", "Secrets", "Update programs", "Gitea stack",
           "Nginx and TLS", "fail2ban", "Node exporter", "Monitoring", "Alerting", "Heartbeat", "Backups"]
 
 
@@ -85,9 +86,9 @@ def test_every_package_is_installed_in_one_apt_transaction(fake_run):
     postinst would start a service with (node_exporter's loopback drop-in, Alertmanager's arguments)."""
     installs = [op for op in fake_run[0]["operations"] if op["name"].startswith("Packages | Install ")]
     assert len(installs) == 1, [op["name"] for op in installs]
-    wanted = [*base.PACKAGES, *firewall.PACKAGES, *docker.PACKAGES, *nginx.PACKAGES, *certbot.PACKAGES, *fail2ban.PACKAGES,
-              *node_exporter.PACKAGES, *monitoring.packages(sample_data()), *alerting.PACKAGES,
-              *heartbeat.packages(sample_data()), *backup.packages(sample_data())]
+    wanted = [*base.PACKAGES, *hardening.PACKAGES, *firewall.PACKAGES, *docker.PACKAGES, *nginx.PACKAGES,
+              *certbot.PACKAGES, *fail2ban.PACKAGES, *node_exporter.PACKAGES, *monitoring.packages(sample_data()),
+              *alerting.PACKAGES, *heartbeat.packages(sample_data()), *backup.packages(sample_data())]
     apt_gets = [line.split(": ", 1)[1] for line in fake_run[1].splitlines()
                 if "simulating command" in line and "apt-get" in line]
     assert len(apt_gets) == 2 and apt_gets[0] == "apt-get update", apt_gets  # one refresh, one install
