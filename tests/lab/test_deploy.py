@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from lab import api
+from lab.config import NETWORK
 from lab.converge import INVENTORY, REPO, deploy, host_checks
 from tests.unit.test_fake_deploy import STAGES
 
@@ -165,54 +166,60 @@ def changed_ops(result: dict) -> set[str]:
     return {op["name"] for op in result.get("operations", []) if op["success"]}
 
 
-# Stands in for /usr/bin/docker (sudo's secure_path puts /usr/local/sbin first): holds every
-# `docker compose ... up` until the test kills it, passes everything else (the facts) through.
-HOLD_UP = """cat > /usr/local/sbin/docker <<'EOF'
+def hold(binary: str, pattern: str) -> str:
+    """A stand-in for /usr/bin/<binary> (sudo's secure_path puts /usr/local/sbin first): it holds
+    every call whose arguments contain `pattern` until the test kills it, and passes every other
+    call (the facts, the rest of the deploy) through."""
+    return f"""cat > /usr/local/sbin/{binary} <<'HOLD'
 #!/bin/sh
-# tests/lab/test_deploy.py: hold `up` so the deploy can be killed between the write and `up`
-case " $* " in *" up "*) echo $$ > /run/test-held-up; while :; do sleep 1; done ;; esac
-exec /usr/bin/docker "$@"
-EOF
-chmod 755 /usr/local/sbin/docker"""
-RELEASE_UP = ('rm -f /usr/local/sbin/docker; '
-              'if [ -s /run/test-held-up ]; then kill -KILL "$(cat /run/test-held-up)" 2>/dev/null || true; fi; '
-              'rm -f /run/test-held-up')
+# tests/lab/test_deploy.py: hold this call so the deploy can be killed in front of it
+case " $* " in *"{pattern}"*) echo $$ > /run/test-held; while :; do sleep 1; done ;; esac
+exec /usr/bin/{binary} "$@"
+HOLD
+chmod 755 /usr/local/sbin/{binary}"""
 
 
-def test_killed_deploy_is_finished_by_the_next(lab_host, tmp_path):
-    """pyinfra SIGKILLed after it wrote a changed compose file and before `up` ran: the next
-    deploy of the same inventory recreates Gitea from that file, and the one after changes nothing.
+def release(binary: str) -> str:
+    return (f"rm -f /usr/local/sbin/{binary}; "
+            'if [ -s /run/test-held ]; then kill -KILL "$(cat /run/test-held)" 2>/dev/null || true; fi; '
+            "rm -f /run/test-held")
 
-    Deterministic rather than racing: a stand-in `docker` on the host holds `compose up`, so the
-    kill always lands after the write and before `up`. (Racing a file watcher against pyinfra
-    would often let the remote `up`, which outlives its SSH channel, finish anyway.) The value
-    changed is the site title: it reaches only the compose file. The host keeps this title; the
-    next test's final deploy converges it back.
-    """
-    title = "Gitea after a killed deploy"
-    assert gitea_env().get("GITEA____APP_NAME") != title
-    sh(HOLD_UP)
-    log = tmp_path / "killed-deploy.log"
+
+def killed_deploy(log: Path, binary: str, pattern: str, *extra: str) -> None:
+    """Run the deploy with `extra` and SIGKILL it while the host holds its `binary ... pattern`
+    call. Deterministic rather than racing: the kill always lands after everything before that
+    call and before the call itself. (Racing a file watcher against pyinfra would often let the
+    remote command, which outlives its SSH channel, finish anyway.)"""
+    sh(hold(binary, pattern))
     try:
         with open(log, "w") as out:
-            run = subprocess.Popen(
-                [sys.executable, "-m", "pyinfra", "-y", "--json", INVENTORY, "deploy.py", "--limit", NAME,
-                 "--data", f"gitea_app_name={title}"],
-                cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            run = subprocess.Popen([sys.executable, "-m", "pyinfra", "-y", "--json", INVENTORY, "deploy.py",
+                                    "--limit", NAME, *extra],
+                                   cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
             try:
-                for _ in range(300):  # the hold starts after ~20 s; bounded at ~5 min
-                    if run.poll() is not None or api.exec(NAME, "test -s /run/test-held-up").returncode == 0:
+                for _ in range(300):  # bounded at ~5 min
+                    if run.poll() is not None or api.exec(NAME, "test -s /run/test-held").returncode == 0:
                         break
                     time.sleep(1)
-                assert run.poll() is None, f"the deploy ended before `up`:\n{log.read_text()[-4000:]}"
-                assert api.exec(NAME, "test -s /run/test-held-up").returncode == 0, "`up` never started"
+                assert run.poll() is None, f"the deploy ended before the held call:\n{log.read_text()[-4000:]}"
+                assert api.exec(NAME, "test -s /run/test-held").returncode == 0, "the held call never came"
             finally:
                 if run.poll() is None:
                     os.killpg(run.pid, signal.SIGKILL)
                 run.wait(timeout=30)
     finally:
-        sh(RELEASE_UP)
+        sh(release(binary))
     assert run.returncode == -signal.SIGKILL
+
+
+def test_killed_deploy_is_finished_by_the_next(lab_host, tmp_path):
+    """pyinfra SIGKILLed after it wrote a changed compose file and before `up` ran: the next
+    deploy of the same inventory recreates Gitea from that file, and the one after changes nothing.
+    The value changed is the site title: it reaches only the compose file. The host keeps this
+    title; the next test's final deploy converges it back."""
+    title = "Gitea after a killed deploy"
+    assert gitea_env().get("GITEA____APP_NAME") != title
+    killed_deploy(tmp_path / "killed-deploy.log", "docker", " up ", "--data", f"gitea_app_name={title}")
     # What the kill left: the file has the new title, the running Gitea the old one.
     assert title in sh("cat /srv/gitea/compose.yaml")
     assert gitea_env().get("GITEA____APP_NAME") != title
@@ -230,6 +237,41 @@ def test_killed_deploy_is_finished_by_the_next(lab_host, tmp_path):
     print(f"and the next: {again['totals']} in {again['seconds']:.0f} s")
     assert again["returncode"] == 0, again["log"][-4000:]
     assert again["totals"]["success"] == 0, changed_ops(again)
+
+
+def admin_logs_in() -> None:
+    """The admin's key through the published admin port, the way pyinfra comes in."""
+    from tests.lab.test_sshd import login, with_key
+
+    host = api.state()["hosts"][NAME]
+    login(host, "admin", **with_key(host)).close()
+
+
+def test_deploy_killed_in_the_firewall_stage_keeps_the_admin_and_is_finished(lab_host, tmp_path):
+    """Killed after it installed new rules (the admin port only from the operator's network) and
+    before they were loaded: the kernel keeps the old ones, the admin still gets in, and the next
+    deploy loads the new ones; the one after changes nothing. The default rules come back last."""
+    gateway = json.loads(subprocess.run(["docker", "network", "inspect", NETWORK], capture_output=True, text=True,
+                                        check=True).stdout)[0]["IPAM"]["Config"][0]["Gateway"]
+    only_operator = ("--data", f"admin_cidrs={json.dumps([f'{gateway}/32'])}")
+    killed_deploy(tmp_path / "killed-firewall.log", "systemctl", " reload-or-restart gitea-deploy-firewall",
+                  *only_operator)
+    assert gateway in sh("cat /etc/gitea-deploy/firewall.nft")
+    assert gateway not in sh("nft list table inet gitea_deploy")  # installed, not loaded
+    admin_logs_in()
+
+    try:
+        result = deploy(NAME, *only_operator)
+        assert result["returncode"] == 0, result["log"][-4000:]
+        assert any("Load the firewall rules" in name for name in changed_ops(result)), changed_ops(result)
+        assert gateway in sh("nft list table inet gitea_deploy")
+        admin_logs_in()
+        again = deploy(NAME, *only_operator)
+        assert again["returncode"] == 0 and again["totals"]["success"] == 0, changed_ops(again)
+    finally:
+        restored = deploy(NAME)
+    assert restored["returncode"] == 0, restored["log"][-4000:]
+    assert gateway not in sh("nft list table inet gitea_deploy")
 
 
 def test_failed_deploy_leaves_service_running(lab_host, issuing_ca):
@@ -314,10 +356,24 @@ def test_invalid_configs_never_go_live(lab_host, issuing_ca, tmp_path):
     assert sh(f"sha256sum {LIVE_CONFIGS}") == before
 
 
-def test_reboot_comes_back_healthy_without_a_manual_step(lab_host, issuing_ca):
+# What a boot must bring back by itself, with no deploy after it: every host check (the firewall
+# and what answers from outside, fail2ban's jails, the kernel settings, the confined stack, nginx
+# and TLS, monitoring) but the backups': their emulated S3 and SSM (moto, a sidecar) lose their
+# state at a reboot, which real ones do not.
+BOOT_CHECKS = "not test_backup"
+
+
+def test_reboot_comes_back_healthy_and_locked_down_without_a_manual_step(lab_host, issuing_ca):
+    from tests.lab.test_firewall import from_outside
+
     api.reboot(NAME)
     seconds = wait_healthy(host_ip(), issuing_ca)
     print(f"healthy {seconds:.0f} s after the host was back")
+    checks = host_checks(NAME, "-k", BOOT_CHECKS, "--tls-ca", issuing_ca)  # the chain's root, not pebble's new one
+    print(checks.stdout[-1500:])
+    assert checks.returncode == 0, checks.stdout[-6000:] + checks.stderr[-2000:]
+    public = {22, 80, 443, int(lab_host["admin_ssh_port"])}
+    assert from_outside(host_ip(), public | {3000, 5432, 9100}) == public
 
 
 def test_destroy(lab_host):

@@ -20,15 +20,15 @@ import subprocess
 import time
 import uuid
 
-import paramiko
 import pytest
 
-from lab import REPO, api, images, registry
+from lab import api, images, registry
 from lab.config import LABEL_ROLE, NETWORK, STANDIN_GITEA_DEFAULT
 from lab.converge import deploy, root_ca_file
 from tasks.settings.table import defaults
 from tests.lab.stack_support import ok
 from tests.lab.test_deploy import healthz
+from tests.lab.test_sshd import login, with_key
 
 pytestmark = pytest.mark.lab
 
@@ -171,12 +171,7 @@ def host(converged_host):
 def operator_gets_in(host: dict) -> None:
     """The operator, at the gateway's address: the admin's key logs in through the published admin
     port, and users' HTTPS answers."""
-    client = paramiko.SSHClient()
-    client.load_host_keys(str(REPO / host["known_hosts"]))
-    client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    client.connect("127.0.0.1", port=host["ssh_port"], username="admin", key_filename=str(REPO / api.state()["ssh_key"]),
-                   look_for_keys=False, allow_agent=False, timeout=10)
-    client.close()
+    login(host, "admin", **with_key(host)).close()
     assert healthz(host["ip"], host["ca"]) == "pass"
 
 
