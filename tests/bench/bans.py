@@ -11,7 +11,6 @@ row before it is banned. Uses its own lab host (default gitea-lab-bench) and rem
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from lab import api, images, registry  # noqa: E402
 from lab.config import STANDIN_GITEA_DEFAULT  # noqa: E402
 from lab.converge import deploy  # noqa: E402
+from tests.bench.lab_module import own_host_args  # noqa: E402
 from tests.lab.test_fail2ban import JAILS, MAXRETRY, Attacker, banned  # noqa: E402
 
 NAME = "gitea-lab-bench"
@@ -36,10 +36,7 @@ def until(probe, timeout: float = 60) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keep", action="store_true", help="leave the host up afterwards")
-    parser.add_argument("--name", default=NAME, help=f"the lab host to (re)create and remove (default {NAME})")
-    args = parser.parse_args()
+    args = own_host_args(__doc__, NAME)
     name = args.name
 
     api.engine()

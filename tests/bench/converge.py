@@ -11,7 +11,6 @@ own lab host (default gitea-lab-bench) and removes it.
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
@@ -21,15 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lab import api  # noqa: E402
 from lab.converge import INVENTORY, REPO, deploy, facts_loaded, remote_commands  # noqa: E402
+from tests.bench.lab_module import own_host_args  # noqa: E402
 
 NAME = "gitea-lab-bench"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keep", action="store_true", help="leave the host up afterwards")
-    parser.add_argument("--name", default=NAME, help=f"the lab host to (re)create and remove (default {NAME})")
-    args = parser.parse_args()
+    args = own_host_args(__doc__, NAME)
     name = args.name
 
     api.engine()

@@ -25,6 +25,14 @@ def run_and_print(module: str, host_variable: str, host: str, marker: str) -> in
     return run.returncode
 
 
+def own_host_args(doc: str, default: str = "gitea-lab-bench") -> argparse.Namespace:
+    """The command line of a benchmark that (re)creates a lab host of its own: --name, --keep."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--keep", action="store_true", help="leave the host up afterwards")
+    parser.add_argument("--name", default=default, help=f"the lab host to (re)create and remove (default {default})")
+    return parser.parse_args()
+
+
 def main(doc: str, *runs: tuple[str, str, str]) -> int:
     """A benchmark's command line: --name HOST (default gitea-lab-bench), then run_and_print for
     each (module, host variable, marker) in turn; the first failure's exit status."""
