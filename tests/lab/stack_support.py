@@ -1,9 +1,11 @@
 """What the lab tests of a stack's data moving (image updates, the PostgreSQL major upgrade) share:
 commands on the host, a seed of users and a repository with history, what the seed left as the
-database and the repository hold it, and users' view of the pause (healthz through nginx)."""
+database and the repository hold it, users' view of the pause (healthz through nginx), and holding
+the scheduled backup off while a module needs Gitea answering throughout."""
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import subprocess
 import threading
@@ -11,6 +13,7 @@ import time
 
 from lab import api
 from lab.converge import root_ca_file
+from tasks.backup import LOCK_FILE
 from tests.lab.test_deploy import healthz
 
 COMPOSE = "docker compose -f /srv/gitea/compose.yaml"
@@ -58,6 +61,28 @@ def seeded(name: str) -> str:
     return sh(name, f"""{COMPOSE} exec -T db psql -U gitea -d gitea -tA -c 'SELECT lower_name FROM "user" ORDER BY id' \
                     -c 'SELECT owner_name, lower_name FROM repository ORDER BY id'
                   {COMPOSE} exec -T gitea git -C /var/lib/gitea/git/repositories/gitadmin/kept.git rev-parse main""").stdout
+
+
+# The command that holds the backup job's lock in backups_held: unique, so pgrep finds ours alone.
+_HOLD = "sleep 86399"
+
+
+@contextlib.contextmanager
+def backups_held(name: str):
+    """No scheduled backup while the block runs. Cron's backup (minute 15 of every hour) stops Gitea
+    for seconds by design, and a module living an hour on the shared host meets it: its attacks
+    then got nginx's 502 (CI, stop 23). Holding the job's lock makes a run that falls inside refuse
+    at once (EX_TEMPFAIL, nothing recorded), as it would beside a restore. A run already going is
+    waited out, and Gitea healthy again, before the block starts."""
+    sh(name, f"""setsid -f flock -w 900 {LOCK_FILE} {_HOLD} </dev/null >/dev/null 2>&1
+        for i in $(seq 900); do pgrep -xf '{_HOLD}' >/dev/null && break; sleep 1; done
+        pgrep -xf '{_HOLD}' >/dev/null
+        until [ "$(docker inspect -f '{{{{.State.Health.Status}}}}' gitea-gitea-1)" = healthy ]; do sleep 1; done""",
+       timeout=1000)
+    try:
+        yield
+    finally:
+        sh(name, f"pkill -xf '{_HOLD}'")
 
 
 def ok(result: dict) -> None:

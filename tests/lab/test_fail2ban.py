@@ -26,7 +26,7 @@ from lab import api, images, registry
 from lab.config import LABEL_ROLE, NETWORK, STANDIN_GITEA_DEFAULT
 from lab.converge import deploy, root_ca_file
 from tasks.settings.table import defaults
-from tests.lab.stack_support import ok
+from tests.lab.stack_support import backups_held, ok
 from tests.lab.test_deploy import healthz
 from tests.lab.test_sshd import login, with_key
 
@@ -161,7 +161,8 @@ def host(converged_host):
 
     try:
         ok(deploy(name, "--data", f"fail2ban_bantime={BANTIME}"))
-        yield {**converged_host, "attacker": attacker, "ca": str(root_ca_file(name))}
+        with backups_held(name):  # a backup's pause would answer the attacks with 502
+            yield {**converged_host, "attacker": attacker, "ca": str(root_ca_file(name))}
     finally:
         for a in attackers:
             a.remove()

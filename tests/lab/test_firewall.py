@@ -17,7 +17,7 @@ import pytest
 from lab import api, images
 from lab.config import LABEL_ROLE, NETWORK
 from lab.converge import deploy
-from tests.lab.stack_support import ok
+from tests.lab.stack_support import backups_held, ok
 
 pytestmark = pytest.mark.lab
 
@@ -70,7 +70,8 @@ def host(converged_host):
         image=$(docker inspect gitea-db-1 --format '{{{{.Config.Image}}}}')
         docker run -d --name {MISTAKE} -p 0.0.0.0:{MISTAKE_PORT}:5432 -e POSTGRES_PASSWORD=mistake "$image" >/dev/null
         for i in $(seq 60); do (exec 3<>/dev/tcp/127.0.0.1/{MISTAKE_PORT}) 2>/dev/null && exit 0; sleep 1; done; exit 1""")
-    yield {"name": name, "ip": converged_host["ip"], "public": public}
+    with backups_held(name):  # a backup's pause stops Gitea, and git SSH (22) with it
+        yield {"name": name, "ip": converged_host["ip"], "public": public}
     sh(name, f"docker rm -f {MISTAKE} >/dev/null")
 
 
