@@ -74,7 +74,7 @@ test-lab: engine
 # given there; TEST_JOBS=0 runs everything in this process, in collection order.
 TEST_JOBS ?= 2
 test: lint engine tools
-	$(PY) -m pytest $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadgroup --no-loadscope-reorder)
+	$(PY) -m pytest $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadscope --no-loadscope-reorder)
 
 # Has the host drifted? Changes nothing; exit 0 matches, 1 drifted, 2 could not tell
 # (docs/runbooks/deploy.md). `make drift INVENTORY=inventories/lab.py LIMIT=gitea-lab-1`

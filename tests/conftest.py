@@ -1,7 +1,9 @@
 """Shared test plumbing: a skip always says why, in the summary line (-ra) and on stderr."""
 
+import functools
+import re
 import sys
-from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -23,15 +25,34 @@ from tests.ci_strict import (  # noqa: E402,F401
 )
 
 
+@functools.cache
+def shared_host_of(path: Path) -> str | None:
+    """The shared lab host a test module uses, found in its source (the xdist controller that
+    schedules never collects, so it cannot ask pytest); tests/unit/test_xdist_groups.py proves the
+    answer matches the fixtures pytest resolves for tests/lab."""
+    source = path.read_text() if path.suffix == ".py" and path.is_file() else ""
+    return next((f for f in SHARED_HOSTS if re.search(rf"\b{f}\b", source)), None)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`make test` runs two pytest-xdist workers with `--dist loadscope`, where a scope here is a
+    module, or every module of one shared lab host: that host is brought up and converged once, by
+    one worker, and its modules never run beside each other. (xdist's own loadgroup marks do not
+    reach its scheduler under pytest 9.2: one module ran on both workers at once.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedHostScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return shared_host_of(config.rootpath / module) or module
+
+    return SharedHostScheduling(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    """`make test` runs two pytest-xdist workers (-n 2 --dist loadgroup): each group runs whole on one
-    worker. A group is a module, or every module of one shared lab host, so that host is brought up
-    and converged once, by one worker, and its modules never run beside each other. The shared
-    hosts' groups go first: the longest runs start while the other worker takes the rest."""
-    modules = defaultdict(set)
-    for item in items:
-        modules[item.module.__name__].update(f for f in SHARED_HOSTS if f in item.fixturenames)
-    for item in items:
-        shared = sorted(modules[item.module.__name__])
-        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.module.__name__))
-    items.sort(key=lambda item: not modules[item.module.__name__])  # stable: collection order within
+    """The shared hosts' modules go first (every worker collects the same order, and
+    `--no-loadscope-reorder` keeps it): the longest runs start while the other worker takes the rest."""
+    items.sort(key=lambda item: shared_host_of(item.path) is None)  # stable: collection order within
