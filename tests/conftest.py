@@ -34,22 +34,35 @@ def shared_host_of(path: Path) -> str | None:
     return next((f for f in SHARED_HOSTS if re.search(rf"\b{f}\b", source)), None)
 
 
+TERRAFORM_TESTS = Path(__file__).resolve().parent / "terraform"
+
+
+def shared_scope(path: Path) -> str | None:
+    """The scope a test module shares with others, if any: every module of tests/terraform (its
+    session fixtures start checkov, the provider schema and the pre-module applies once, in the
+    background, for all of them; split over two workers each started its own), or the shared lab
+    host it uses."""
+    if path.resolve().parent == TERRAFORM_TESTS:
+        return "terraform"
+    return shared_host_of(path)
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """`make test` runs two pytest-xdist workers with `--dist loadscope`, where a scope here is a
-    module, or every module of one shared lab host: that host is brought up and converged once, by
-    one worker, and its modules never run beside each other. (xdist's own loadgroup marks do not
-    reach its scheduler under pytest 9.2: one module ran on both workers at once.)"""
+    module, or every module of one shared scope (shared_scope): a shared lab host is brought up and
+    converged once, by one worker, and its modules never run beside each other. (xdist's own
+    loadgroup marks do not reach its scheduler under pytest 9.2: one module ran on both workers.)"""
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    class SharedHostScheduling(LoadScopeScheduling):
+    class SharedScopeScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]
-            return shared_host_of(config.rootpath / module) or module
+            return shared_scope(config.rootpath / module) or module
 
-    return SharedHostScheduling(config, log)
+    return SharedScopeScheduling(config, log)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_HOSTS, shared_host_of
+from tests.conftest import SHARED_HOSTS, shared_host_of, shared_scope
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = SHARED_HOSTS[0]  # spelt through the constant: this module itself uses no shared host
@@ -38,8 +38,12 @@ def test_where(n, {fixture}):
 """
 
 
-def run_pytest(args, cwd, **env):
-    cp = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args], cwd=cwd,
+def run_pytest(args, cwd, basetemp, **env):
+    # --basetemp of its own: a nested session given none makes the next numbered directory under
+    # /tmp/pytest-of-USER and prunes all but the newest three, the running suite's own among them
+    # (its lab and Terraform tests then lost their directories: CI, 23 errors).
+    cp = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--basetemp={basetemp}",
+                         *args], cwd=cwd,
                         env={**os.environ, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True,
                         timeout=300)
     assert cp.returncode == 0, cp.stdout + cp.stderr
@@ -54,7 +58,7 @@ def test_each_module_and_each_shared_host_runs_whole_on_one_worker(tmp_path):
     (tmp_path / "conftest.py").write_text(textwrap.dedent(CONFTEST))
     log = tmp_path / "where.log"
     run_pytest(["-n", "2", "--dist", "loadscope", "--no-loadscope-reorder", str(tmp_path)], tmp_path,
-               WHERE_LOG=str(log))
+               tmp_path / "basetemp", WHERE_LOG=str(log))
     workers = defaultdict(set)
     lines = log.read_text().splitlines()
     for line in lines:
@@ -81,10 +85,17 @@ def pytest_collection_finish(session):
 def test_the_source_scan_names_the_shared_host_pytest_resolves(tmp_path):
     (tmp_path / "dump_uses.py").write_text(DUMP_PLUGIN)
     log = tmp_path / "uses.json"
-    run_pytest(["--collect-only", "-p", "dump_uses", "tests/lab"], ROOT, USES_LOG=str(log),
+    run_pytest(["--collect-only", "-p", "dump_uses", "tests/lab"], ROOT, tmp_path / "basetemp", USES_LOG=str(log),
                PYTHONPATH=f"{ROOT}:{tmp_path}")
     uses = json.loads(log.read_text())
     assert any(uses.values()), "no module of tests/lab uses a shared host: nothing was checked"
     for path, found in uses.items():
         assert len(found) <= 1, f"{path} uses two shared hosts: they would need one group"
         assert shared_host_of(Path(path)) == (found[0] if found else None), path
+
+
+def test_the_terraform_modules_are_one_scope():
+    modules = sorted((ROOT / "tests/terraform").glob("test_*.py"))
+    assert len(modules) > 3
+    assert {shared_scope(m) for m in modules} == {"terraform"}
+    assert shared_scope(ROOT / "tests/unit/test_settings.py") is None
