@@ -8,8 +8,8 @@ locals {
     "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.ssm_parameter_path}",
     "arn:${local.partition}:ssm:${local.region}:${local.account_id}:parameter${local.ssm_parameter_path}/*",
   ]
-  host_log_group_arn = aws_cloudwatch_log_group.host.arn
-  metrics_namespace  = "GiteaDeploy/${var.name}"
+  log_group_arns    = [for group in aws_cloudwatch_log_group.host : group.arn]
+  metrics_namespace = "GiteaDeploy/${var.name}"
   # The host's heartbeat (tasks/heartbeat.py publishes it, alerts.tf watches it): one dimension,
   # the domain the deploy also knows.
   heartbeat_metric     = "Heartbeat"
@@ -114,9 +114,9 @@ data "aws_iam_policy_document" "host" {
   }
 
   statement {
-    sid       = "OwnLogGroup"
+    sid       = "OwnLogGroups"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
-    resources = [local.host_log_group_arn, "${local.host_log_group_arn}:*"]
+    resources = concat(local.log_group_arns, [for arn in local.log_group_arns : "${arn}:*"])
   }
 
   # PutMetricData has no resource-level permissions: restrict it to the host's own namespace (the
@@ -170,14 +170,6 @@ resource "aws_iam_role_policy" "host" {
 resource "aws_iam_instance_profile" "host" {
   name = "${var.name}-host"
   role = aws_iam_role.host.name
-
-  tags = { Name = "${var.name}-host" }
-}
-
-resource "aws_cloudwatch_log_group" "host" {
-  # checkov:skip=CKV_AWS_158: CloudWatch Logs encrypts at rest with service-owned keys; a customer KMS key costs money and a key policy without changing who can read the logs (IAM decides that).
-  name              = local.host_log_group
-  retention_in_days = var.log_retention_days
 
   tags = { Name = "${var.name}-host" }
 }

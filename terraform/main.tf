@@ -36,8 +36,10 @@ locals {
 
   backup_bucket_name = coalesce(var.backup_bucket_name, "${var.name}-backups-${local.account_id}-${local.region}")
   ssm_parameter_path = coalesce(var.ssm_parameter_path, "/gitea-deploy/${var.name}")
-  host_log_group     = "/gitea-deploy/${var.name}/host"
-  db_identifier      = "${var.name}-db"
+  # One log group per concern (logs.tf): the host's own services, then each part of the stack.
+  log_group_prefix = "/gitea-deploy/${var.name}"
+  log_concerns     = ["host", "gitea", "postgres", "nginx", "backup"]
+  db_identifier    = "${var.name}-db"
 
   # Tags on the instance that inventories/sources.py:from_ec2_tags() reads back (same data as the
   # pyinfra_inventory output). Values use only characters EC2 tags accept.

@@ -71,3 +71,9 @@ moved {
   from = aws_s3_bucket_policy.cloudtrail[0]
   to   = module.cloudtrail_bucket[0].aws_s3_bucket_policy.this
 }
+
+# The host's one log group became the `host` member of the per-concern set (logs.tf).
+moved {
+  from = aws_cloudwatch_log_group.host
+  to   = aws_cloudwatch_log_group.host["host"]
+}

@@ -86,9 +86,9 @@ output "alerts_topic_arn" {
   value       = aws_sns_topic.alerts.arn
 }
 
-output "host_log_group" {
-  description = "CloudWatch log group the host may write to."
-  value       = aws_cloudwatch_log_group.host.name
+output "log_groups" {
+  description = "CloudWatch Logs group of each concern (host, gitea, postgres, nginx, backup), by concern; the host may write into these and no other."
+  value       = { for concern, group in aws_cloudwatch_log_group.host : concern => group.name }
 }
 
 output "metrics_namespace" {

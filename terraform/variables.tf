@@ -93,7 +93,7 @@ variable "flow_log_traffic_type" {
 }
 
 variable "log_retention_days" {
-  description = "Retention of the CloudWatch log groups (VPC flow logs, host logs, RDS logs), in days."
+  description = "Retention of the CloudWatch log groups (VPC flow logs, the host's log groups, RDS logs), in days."
   type        = number
   default     = 365
 

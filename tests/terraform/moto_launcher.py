@@ -1,4 +1,4 @@
-"""Start moto's server (python moto_launcher.py -H 127.0.0.1 -p PORT) with one emulator fix.
+"""Start moto's server (python moto_launcher.py -H 127.0.0.1 -p PORT) with two emulator fixes.
 
 moto enforces bucket policies on object requests, but its condition evaluation
 (moto.iam.access_control / moto.iam.policy_conditions) knows neither the request context
@@ -10,6 +10,10 @@ The fix evaluates conditions on exactly those two keys as what every request sta
 production, HTTPS with TLS 1.3: a statement whose condition does not hold does not apply (as in
 AWS), one whose condition holds applies without it. Every other condition is left to moto.
 If moto's internals move, the server starts unpatched and says so.
+
+moto (5.2.5) has no logs AssociateKmsKey, which the AWS provider calls when a log group that exists
+gets a KMS key (the host's log group did, test_tf_moved_moto.py): the second fix records the key on
+the group, as AWS does, and answers for a missing group as AWS does.
 """
 
 from __future__ import annotations
@@ -67,8 +71,29 @@ def _patch() -> str:
     return "moto_launcher: requests evaluated as HTTPS with TLS 1.3 in bucket policy conditions"
 
 
+def _add_associate_kms_key() -> str:
+    try:
+        from moto.logs.exceptions import ResourceNotFoundException
+        from moto.logs.responses import LogsResponse
+    except ImportError as exc:
+        return f"moto_launcher: logs AssociateKmsKey not added ({exc})"
+    if hasattr(LogsResponse, "associate_kms_key"):
+        return "moto_launcher: moto has logs AssociateKmsKey itself"
+
+    def associate_kms_key(self) -> str:
+        group = self.logs_backend.groups.get(self._get_param("logGroupName"))
+        if group is None:
+            raise ResourceNotFoundException()
+        group.kms_key_id = self._get_param("kmsKeyId")
+        return ""
+
+    LogsResponse.associate_kms_key = associate_kms_key
+    return "moto_launcher: logs AssociateKmsKey added"
+
+
 if __name__ == "__main__":
     print(_patch(), file=sys.stderr, flush=True)
+    print(_add_associate_kms_key(), file=sys.stderr, flush=True)
     from moto.server import main
 
     sys.exit(main(sys.argv[1:]))

@@ -483,6 +483,34 @@ def test_backup_bucket_and_host_role(stack):
          {"StringEquals": {"cloudwatch:namespace": _value(stack.outputs, "metrics_namespace")}})], metrics
 
 
+CONCERNS = ["backup", "gitea", "host", "nginx", "postgres"]
+
+
+def test_one_log_group_per_concern_kept_and_encrypted_written_only_by_the_host(stack):
+    groups = _value(stack.outputs, "log_groups")
+    assert groups == {c: f"/gitea-deploy/{NAME}/{c}" for c in CONCERNS}
+    logs = stack.moto.client("logs")
+    described = logs.describe_log_groups(logGroupNamePrefix=f"/gitea-deploy/{NAME}/")["logGroups"]
+    live = {g["logGroupName"]: g for g in described if g["logGroupName"] in groups.values()}
+    assert sorted(live) == sorted(groups.values())
+    kms = stack.moto.client("kms")
+    key = kms.describe_key(KeyId=f"alias/{NAME}-logs")["KeyMetadata"]
+    assert kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"]
+    assert {(g["retentionInDays"], g["kmsKeyId"]) for g in live.values()} == {(365, key["Arn"])}
+    key_policy = json.loads(kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"])
+    uses = [s for s in key_policy["Statement"] if s["Sid"] == "LogsUseTheKeyForTheseGroups"][0]
+    assert uses["Principal"] == {"Service": f"logs.{REGION}.amazonaws.com"}
+    assert uses["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"].endswith(f":log-group:/gitea-deploy/{NAME}/*")
+
+    document = stack.moto.client("iam").get_role_policy(RoleName=f"{NAME}-host", PolicyName="gitea-host")["PolicyDocument"]
+    statements = json.loads(document)["Statement"] if isinstance(document, str) else document["Statement"]
+    writes = [s for s in statements if any(a.startswith("logs:") for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))]
+    assert [(s["Sid"], sorted(s["Action"])) for s in writes] == [
+        ("OwnLogGroups", ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"])]
+    arns = sorted(g["arn"].removesuffix(":*") for g in live.values())
+    assert sorted(writes[0]["Resource"]) == sorted(arns + [f"{a}:*" for a in arns])
+
+
 def test_alarms_and_trail(stack):
     cloudwatch = stack.moto.client("cloudwatch")
     alarms = {a["MetricName"]: a for a in cloudwatch.describe_alarms(AlarmNamePrefix=NAME)["MetricAlarms"]}

@@ -4,7 +4,8 @@
 - every taggable resource is tagged (provider default_tags + a Name), tags merged in one place
 - every variable is typed and described; every non-bool variable is validated
 - IMDSv2 on every instance, encryption on every volume and database, buckets private/TLS-only
-- IAM: no `*` resource where an ARN exists, no `*` action, `*` principals only in Deny
+- IAM: no `*` resource where an ARN exists (in a KMS key policy `*` is the key), no `*` action,
+  `*` principals only in Deny
 """
 
 from __future__ import annotations
@@ -250,14 +251,24 @@ def test_the_bucket_module_is_private_encrypted_versioned_and_tls_only():
 ################################################################################
 
 def _statements():
+    """(where, document name, statement) for every statement of every policy document."""
     for root, _, name, body in _resources("data"):
         if _ == "aws_iam_policy_document":
             for statement in _as_list(body.get("statement")):
-                yield f"{root}: {name}/{statement.get('sid', '?')}", statement
+                yield f"{root}: {name}/{statement.get('sid', '?')}", name, statement
             for dynamic in _as_list(body.get("dynamic")):
                 for block in _as_list(dynamic.get("statement")):
                     for content in _as_list(block.get("content")):
-                        yield f"{root}: {name}/{content.get('sid', '?')} (dynamic)", content
+                        yield f"{root}: {name}/{content.get('sid', '?')} (dynamic)", name, content
+
+
+def _key_policy_documents() -> set[str]:
+    """Documents that are a KMS key's policy: there `*` is the key itself, not every resource."""
+    found = set()
+    for _, t, _, body in _resources():
+        if t == "aws_kms_key" and "policy" in body:
+            found.update(re.findall(r"data\.aws_iam_policy_document\.(\w+)\.json", body["policy"]))
+    return found
 
 
 def _listed(value) -> list[str]:
@@ -267,7 +278,9 @@ def _listed(value) -> list[str]:
 
 def test_iam_statements_name_their_resources():
     checked = 0
-    for where, statement in _statements():
+    key_policies = _key_policy_documents()
+    assert key_policies, "no KMS key policy found: the key-policy rule below checks nothing"
+    for where, document, statement in _statements():
         checked += 1
         effect = statement.get("effect", "Allow")
         actions = _listed(statement.get("actions"))
@@ -283,6 +296,10 @@ def test_iam_statements_name_their_resources():
             assert principals and not resources, f"{where}: trust policy shape"
             continue
         assert resources, f"{where}: no resources"
+        if document in key_policies:
+            assert resources == ["*"] and all(a.startswith("kms:") for a in actions), f"{where}: key policy shape"
+            assert principals and "*" not in principals, f"{where}: a key policy names who may use the key"
+            continue
         if "*" in resources:
             extra = set(actions) - NO_RESOURCE_LEVEL_ACTIONS
             assert not extra, f"{where}: `*` resource for actions that accept an ARN: {sorted(extra)}"
