@@ -299,6 +299,8 @@ def test_iam_statements_name_their_resources():
         if document in key_policies:
             assert resources == ["*"] and all(a.startswith("kms:") for a in actions), f"{where}: key policy shape"
             assert principals and "*" not in principals, f"{where}: a key policy names who may use the key"
+            services = [b for b in _as_list(statement.get("principals")) if b.get("type") == "Service"]
+            assert not services or statement.get("condition"), f"{where}: a service may use the key for anything"
             continue
         if "*" in resources:
             extra = set(actions) - NO_RESOURCE_LEVEL_ACTIONS
